@@ -1,0 +1,310 @@
+#include "broker_core.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mqpool::broker {
+
+namespace {
+constexpr std::size_t kMaxBundle = 64;  // chunks per TASK message, when the queue is deep
+
+// One frame per task of a chunk, sliced at msgpack object boundaries.
+std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count) {
+  std::vector<zmq::message_t> out;
+  const char* p = args.data<char>();
+  for (std::size_t n : detail::object_sizes(p, args.size(), count)) {
+    out.emplace_back(p, n);
+    p += n;
+  }
+  return out;
+}
+}  // namespace
+
+void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
+  switch (m.cmd) {
+    case proto::Cmd::submit: {
+      auto specs = proto::decode<std::vector<proto::ChunkSpec>>(m);
+      if (specs.size() != m.frames.size())
+        throw SerializationError("submit: chunk count and frame count differ");
+      for (std::size_t i = 0; i < specs.size(); ++i)
+        submit(m.peer, std::move(specs[i]), std::move(m.frames[i]));
+      break;
+    }
+    case proto::Cmd::cancel:
+      cancel_client(m.peer);
+      break;
+    default:
+      throw SerializationError("unexpected command from a client");
+  }
+  dispatch(now);
+}
+
+void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
+  switch (m.cmd) {
+    case proto::Cmd::ready:
+      on_ready(m.peer, proto::decode<proto::Ready>(m));
+      break;
+    case proto::Cmd::done:
+      on_done(m.peer, m);
+      break;
+    case proto::Cmd::agent_hello:
+      agents_[proto::decode<proto::AgentHello>(m).agent] = m.peer;
+      break;
+    case proto::Cmd::exited:
+      on_exited(m.peer, proto::decode<proto::Exited>(m));
+      break;
+    default:
+      throw SerializationError("unexpected command from a worker");
+  }
+  dispatch(now);
+}
+
+void BrokerCore::submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args) {
+  const std::uint64_t id = next_chunk_++;
+  counters_.submitted += spec.count;
+  chunks_.emplace(id, Chunk{client, std::move(spec), std::move(args), 0, {}});
+  queue_.push_back(id);
+  ++queue_live_;
+}
+
+void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r) {
+  Executor& e = executors_[peer];
+  e.agent = r.agent;
+  e.pid = r.pid;
+  e.name = r.host + ":" + std::to_string(r.pid);
+  e.capacity = std::clamp<std::uint32_t>(r.credit, 1, 16);
+  e.max_bundle = r.max_bundle;
+  if (ready_.size() < e.capacity) ready_.resize(e.capacity);
+  offer(peer, e);
+}
+
+// Puts the executor in the ready bucket of its current load, if it has credit left.
+void BrokerCore::offer(const std::string& id, Executor& e) {
+  ++e.ticket;
+  if (e.doomed || e.inflight >= e.capacity) return;
+  ready_[e.inflight].push_back(ReadyEntry{id, e.ticket});
+}
+
+BrokerCore::ExecutorSlot* BrokerCore::pop_ready() {
+  for (auto& bucket : ready_) {
+    while (!bucket.empty()) {
+      ReadyEntry r = std::move(bucket.front());
+      bucket.pop_front();
+      auto it = executors_.find(r.id);
+      if (it != executors_.end() && it->second.ticket == r.ticket) return &*it;
+    }
+  }
+  return nullptr;
+}
+
+std::size_t BrokerCore::bundle_size() const {
+  // Deep queues travel in bundles (fewer messages); shallow ones one chunk at a time, so
+  // that every executor gets a share.
+  const std::size_t share = queue_live_ / (2 * std::max<std::size_t>(executors_.size(), 1));
+  return std::clamp<std::size_t>(share, 1, kMaxBundle);
+}
+
+void BrokerCore::dispatch(TimePoint now) {
+  while (queue_live_ > 0) {
+    ExecutorSlot* slot = pop_ready();
+    if (slot == nullptr) return;
+    const std::string& id = slot->first;
+    Executor* e = &slot->second;
+    std::vector<proto::TaskSpec> specs;
+    std::vector<zmq::message_t> frames;
+    const std::size_t limit = e->max_bundle > 0 ? std::min<std::size_t>(bundle_size(), e->max_bundle)
+                                                : bundle_size();
+    while (specs.size() < limit && !queue_.empty()) {
+      const std::uint64_t cid = queue_.front();
+      auto it = chunks_.find(cid);
+      if (it == chunks_.end() || !it->second.executor.empty()) {
+        queue_.pop_front();  // finished or cancelled while queued
+        continue;
+      }
+      Chunk& c = it->second;
+      // A chunk with a time limit travels alone, so its deadline is its own.
+      if (c.spec.timeout_ms > 0 && !specs.empty()) break;
+      queue_.pop_front();
+      --queue_live_;
+      c.executor = id;
+      e->chunks.insert(cid);
+      specs.push_back(proto::TaskSpec{cid, c.spec.count, c.spec.fn});
+      frames.emplace_back();
+      frames.back().copy(c.args);  // shares the buffer (refcounted): kept for a retry, not copied
+      if (c.spec.timeout_ms > 0) {
+        deadlines_.push({now + std::chrono::milliseconds(c.spec.timeout_ms), cid, id});
+        break;
+      }
+    }
+    if (specs.empty()) {
+      offer(id, *e);
+      return;
+    }
+    ++e->inflight;
+    proto::Message m = proto::make(proto::Cmd::task, specs, id);
+    m.frames = std::move(frames);
+    outbox_.push_back({Side::worker, std::move(m)});
+    offer(id, *e);
+  }
+}
+
+void BrokerCore::deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values) {
+  proto::Message m = proto::make(proto::Cmd::result,
+                                 std::vector<proto::ResultSpec>{{c.spec.seq, c.spec.count}},
+                                 c.client);
+  m.frames.push_back(std::move(errors));
+  m.frames.push_back(std::move(values));
+  outbox_.push_back({Side::client, std::move(m)});
+}
+
+void BrokerCore::on_done(const std::string& peer, proto::Message& m) {
+  auto ids = proto::decode<std::vector<std::uint64_t>>(m);
+  if (m.frames.size() != 2 * ids.size())
+    throw SerializationError("done: chunk count and frame count differ");
+  auto ex = executors_.find(peer);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto it = chunks_.find(ids[i]);
+    if (it == chunks_.end()) {
+      ++counters_.duplicates;  // finished elsewhere already, or its client cancelled
+      continue;
+    }
+    Chunk& c = it->second;
+    if (c.executor.empty()) {
+      --queue_live_;  // a late answer for a chunk that was queued again: take it
+    } else if (auto owner = executors_.find(c.executor); owner != executors_.end()) {
+      owner->second.chunks.erase(ids[i]);
+    }
+    if (m.frames[2 * i].size() > 0) ++counters_.failed;
+    counters_.done += c.spec.count;
+    deliver(c, std::move(m.frames[2 * i]), std::move(m.frames[2 * i + 1]));
+    chunks_.erase(it);
+  }
+  if (ex != executors_.end() && ex->second.inflight > 0) {
+    --ex->second.inflight;
+    offer(peer, ex->second);
+  }
+}
+
+void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e) {
+  if (agent_peer.size() != 1 + sizeof(std::uint64_t) || agent_peer[0] != 'A')
+    throw SerializationError("exited: not from an agent");
+  std::uint64_t agent = 0;
+  std::memcpy(&agent, agent_peer.data() + 1, sizeof agent);
+  drop_executor(proto::executor_id(agent, e.pid), !e.planned, e.reason);
+}
+
+// Forgets an executor; its chunks go back to the front of the queue. When the death
+// was its own doing (not a planned exit, not a kill we ordered for someone else's
+// timeout), each try counts against the chunk's retries.
+void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
+  auto it = executors_.find(id);
+  if (it == executors_.end()) return;
+  Executor ex = std::move(it->second);
+  executors_.erase(it);
+  const bool penalise = its_fault && !ex.doomed;
+  for (std::uint64_t cid : ex.chunks) requeue(cid, penalise, reason + " on " + ex.name);
+}
+
+void BrokerCore::requeue(std::uint64_t id, bool penalise, const std::string& reason) {
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) return;
+  Chunk& c = it->second;
+  c.executor.clear();
+  if (penalise && ++c.losses > c.spec.max_retries) {
+    fail(id, WireError{ErrorCode::worker_lost, "", "worker process lost: " + reason + " (task '" +
+                                                        c.spec.fn + "', " +
+                                                        std::to_string(c.losses) + " tries)",
+                       c.spec.fn, ""});
+    return;
+  }
+  ++counters_.retried;
+  if (penalise && c.spec.count > 1) {
+    // One poisonous input must not take its neighbours down with it: retry one by one.
+    std::vector<zmq::message_t> parts = split_args(c.args, c.spec.count);
+    Chunk whole = std::move(c);
+    chunks_.erase(it);
+    for (std::uint32_t i = whole.spec.count; i-- > 0;) {
+      proto::ChunkSpec spec = whole.spec;
+      spec.seq += i;
+      spec.count = 1;
+      const std::uint64_t nid = next_chunk_++;
+      chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, {}});
+      queue_.push_front(nid);
+      ++queue_live_;
+    }
+    return;
+  }
+  queue_.push_front(id);
+  ++queue_live_;
+}
+
+// Fails every task of a chunk that is not queued (running or just taken off an executor).
+void BrokerCore::fail(std::uint64_t id, const WireError& e) {
+  auto it = chunks_.find(id);
+  if (it == chunks_.end()) return;
+  std::vector<zmq::message_t> frames;
+  proto::fail_frames(it->second.spec.count, e, frames);
+  counters_.failed += 1;
+  deliver(it->second, std::move(frames[0]), std::move(frames[1]));
+  chunks_.erase(it);
+}
+
+void BrokerCore::kill_executor(const std::string& id) {
+  auto it = executors_.find(id);
+  if (it == executors_.end() || it->second.doomed) return;
+  Executor& ex = it->second;
+  ex.doomed = true;
+  ++ex.ticket;  // no more work for it
+  auto agent = agents_.find(ex.agent);
+  if (agent != agents_.end())
+    outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{ex.pid}, agent->second)});
+}
+
+void BrokerCore::cancel_client(const std::string& client) {
+  std::vector<std::uint64_t> mine;
+  for (auto& [id, c] : chunks_)
+    if (c.client == client) mine.push_back(id);
+  for (std::uint64_t id : mine) {
+    auto it = chunks_.find(id);
+    if (it->second.executor.empty()) {
+      --queue_live_;
+    } else {
+      auto ex = executors_.find(it->second.executor);
+      if (ex != executors_.end()) {
+        ex->second.chunks.erase(id);
+        kill_executor(it->second.executor);
+      }
+    }
+    chunks_.erase(it);
+  }
+}
+
+void BrokerCore::on_tick(TimePoint now) {
+  while (!deadlines_.empty() && deadlines_.top().at <= now) {
+    Deadline d = deadlines_.top();
+    deadlines_.pop();
+    auto it = chunks_.find(d.chunk);
+    if (it == chunks_.end() || it->second.executor != d.executor) continue;  // finished in time
+    const proto::ChunkSpec& s = it->second.spec;
+    auto ex = executors_.find(d.executor);
+    const std::string where = ex != executors_.end() ? ex->second.name : std::string("?");
+    if (ex != executors_.end()) ex->second.chunks.erase(d.chunk);
+    fail(d.chunk, WireError{ErrorCode::timeout, "", "task '" + s.fn + "' ran past its time limit of " +
+                                                        std::to_string(s.timeout_ms) + " ms on " + where,
+                            s.fn, where});
+    kill_executor(d.executor);
+  }
+  dispatch(now);
+}
+
+TimePoint BrokerCore::next_deadline() const {
+  return deadlines_.empty() ? TimePoint::max() : deadlines_.top().at;
+}
+
+std::vector<Outgoing> BrokerCore::take_outbox() {
+  std::vector<Outgoing> out;
+  out.swap(outbox_);
+  return out;
+}
+
+}  // namespace mqpool::broker

@@ -1,0 +1,88 @@
+// The non-template seam between Pool's templates and the client session (client/src).
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mqpool/codec.hpp"
+
+namespace mqpool::detail {
+
+using ErrorList = std::vector<std::pair<std::uint32_t, WireError>>;
+
+// Where the outcomes of one submission go. Tasks of a job are numbered 0..n-1; the
+// session calls these on its own thread, never concurrently.
+class Job {
+ public:
+  virtual ~Job() = default;
+  // Outcomes of tasks first .. first+count-1: `values` yields one object per task (nil
+  // where it failed); `errors` lists the failures by offset from `first`, in order.
+  // Returns how many of them were new (a duplicate outcome is ignored).
+  virtual std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
+                                const ErrorList& errors) = 0;
+  // Fails every task that has no outcome yet (terminate, lost connection).
+  virtual void fail(const WireError& e) = 0;
+};
+
+// Makes the exception that `e` stands for.
+std::exception_ptr to_exception(const WireError& e);
+
+// A chunk of encoded argument tuples: tasks first .. first+count-1 of its job.
+struct EncodedChunk {
+  std::uint64_t first = 0;
+  std::uint32_t count = 0;
+  msgpack::sbuffer args;
+};
+
+// Packs argument tuples into chunks of up to `chunksize` tasks and, when `byte_cap` is
+// non-zero, of about that many bytes (so that results stream back).
+class ChunkWriter {
+ public:
+  ChunkWriter(std::uint32_t chunksize, std::size_t byte_cap, std::uint64_t first = 0)
+      : chunksize_(chunksize), cap_(byte_cap), next_(first) {}
+  template <class Tuple>
+  void add(const Tuple& args) {
+    if (!open_) {
+      chunks_.emplace_back();
+      chunks_.back().first = next_;
+      open_ = true;
+    }
+    EncodedChunk& c = chunks_.back();
+    Packer(c.args).pack(args);
+    ++next_;
+    if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) open_ = false;
+  }
+  // Index of the next task.
+  std::uint64_t next() const { return next_; }
+  // The chunks so far, the last one closed.
+  std::vector<EncodedChunk> take() {
+    open_ = false;
+    return std::exchange(chunks_, {});
+  }
+
+ private:
+  std::uint32_t chunksize_;
+  std::size_t cap_;
+  std::uint64_t next_;
+  bool open_ = false;
+  std::vector<EncodedChunk> chunks_;
+};
+
+class PoolCore;  // client/src/pool_core.hpp
+
+// The calls Pool's templates make into the non-template core. All are thread-safe.
+// A new job id. Throws PoolStateError if the pool does not accept new work.
+std::uint64_t new_job(PoolCore& core);
+// Sends chunks of a job; `last` says no more will follow (an imap stream that ends or is
+// destroyed sends an empty last batch). The session forgets the job once it is last and
+// every chunk sent has its outcome. Throws PoolStateError once the workers have stopped.
+void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+            std::vector<EncodedChunk> chunks, bool last);
+// Worker processes that the automatic chunksize divides the work among.
+int workers(const PoolCore& core);
+
+}  // namespace mqpool::detail

@@ -1,0 +1,257 @@
+// Jobs: where the outcomes of apply_async, map_async and imap go on the client.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include "mqpool/async_result.hpp"
+#include "mqpool/detail/job.hpp"
+#include "mqpool/options.hpp"
+
+namespace mqpool::detail {
+
+// What a task of result type R leaves behind on the client.
+template <class R>
+using Value = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+// Calls on_value(index, Value<R>&&) or on_error(index, const WireError&) for each task
+// of a RESULT chunk, in order. A value that cannot be decoded becomes an error.
+template <class R, class OnValue, class OnError>
+void visit_outcomes(std::uint64_t first, std::uint32_t count, Reader& values,
+                    const ErrorList& errors, OnValue&& on_value, OnError&& on_error) {
+  std::size_t e = 0;
+  for (std::uint32_t k = 0; k < count; ++k) {
+    try {
+      const msgpack::object& obj = values.next();
+      if (e < errors.size() && errors[e].first == k) {
+        on_error(first + k, errors[e++].second);
+      } else if constexpr (std::is_void_v<R>) {
+        on_value(first + k, std::monostate{});
+      } else {
+        on_value(first + k, convert<R>(obj));
+      }
+    } catch (const SerializationError& x) {
+      on_error(first + k, WireError{ErrorCode::serialization, "", x.what(), "", ""});
+    }
+  }
+}
+
+// Calls a user callback; an exception escaping it must not stop the client session.
+template <class F, class... A>
+void call_user(const F& f, A&&... a) noexcept {
+  if (!f) return;
+  try {
+    f(std::forward<A>(a)...);
+  } catch (...) {
+  }
+}
+
+// Calls error_callback with the mqpool::Error inside `ex`.
+template <class F>
+void call_error(const F& f, const std::exception_ptr& ex) noexcept {
+  if (!f) return;
+  try {
+    std::rethrow_exception(ex);
+  } catch (const Error& err) {
+    call_user(f, err);
+  } catch (...) {
+  }
+}
+
+template <class R>
+class ApplyJob final : public Job {
+ public:
+  ApplyJob(std::shared_ptr<ResultState<R>> state, Callbacks<R> cb)
+      : state_(std::move(state)), cb_(std::move(cb)) {}
+
+  std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
+                        const ErrorList& errors) override {
+    std::uint32_t fresh = 0;
+    visit_outcomes<R>(
+        first, count, values, errors,
+        [&](std::uint64_t, Value<R>&& v) {
+          if (done_) return;
+          done_ = true;
+          ++fresh;
+          if constexpr (std::is_void_v<R>) {
+            call_user(cb_.callback);
+            state_->set_value(true);
+          } else {
+            call_user(cb_.callback, std::as_const(v));
+            state_->set_value(std::move(v));
+          }
+        },
+        [&](std::uint64_t, const WireError& e) {
+          if (done_) return;
+          ++fresh;
+          fail(e);
+        });
+    return fresh;
+  }
+  void fail(const WireError& e) override {
+    if (done_) return;
+    done_ = true;
+    auto ex = to_exception(e);
+    call_error(cb_.error_callback, ex);
+    state_->set_exception(ex);
+  }
+
+ private:
+  std::shared_ptr<ResultState<R>> state_;
+  Callbacks<R> cb_;
+  bool done_ = false;
+};
+
+template <class R>
+class MapJob final : public Job {
+ public:
+  using Result = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
+  MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n)
+      : state_(std::move(state)), opts_(std::move(opts)), got_(n, 0), remaining_(n) {
+    if constexpr (!std::is_void_v<R>) results_.resize(n);
+  }
+
+  std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
+                        const ErrorList& errors) override {
+    std::uint32_t fresh = 0;
+    visit_outcomes<R>(
+        first, count, values, errors,
+        [&](std::uint64_t i, Value<R>&& v) {
+          if (!take(i)) return;
+          ++fresh;
+          if constexpr (!std::is_void_v<R>) results_[i] = std::move(v);
+        },
+        [&](std::uint64_t i, const WireError& e) {
+          if (!take(i)) return;
+          ++fresh;
+          record_error(i, e);
+        });
+    if (remaining_ == 0 && fresh > 0) finish();
+    return fresh;
+  }
+  // A map over no input: complete at once, with the callback.
+  void finish_empty() { finish(); }
+  void fail(const WireError& e) override {
+    if (finished_) return;
+    for (std::size_t i = 0; i < got_.size(); ++i)
+      if (take(i)) record_error(i, e);
+    if (!finished_) finish();
+  }
+
+ private:
+  bool take(std::uint64_t i) {
+    if (i >= got_.size() || got_[i]) return false;
+    got_[i] = 1;
+    --remaining_;
+    return true;
+  }
+  // map raises the error of the lowest-index failed task.
+  void record_error(std::uint64_t i, const WireError& e) {
+    if (!error_ || i < error_index_) {
+      error_ = to_exception(e);
+      error_index_ = i;
+    }
+  }
+  void finish() {
+    finished_ = true;
+    if (error_) {
+      call_error(opts_.error_callback, error_);
+      state_->set_exception(error_);
+    } else if constexpr (std::is_void_v<R>) {
+      call_user(opts_.callback);
+      state_->set_value(true);
+    } else {
+      call_user(opts_.callback, std::as_const(results_));
+      state_->set_value(std::move(results_));
+    }
+  }
+
+  std::shared_ptr<ResultState<Result>> state_;
+  MapOptions<R> opts_;
+  std::conditional_t<std::is_void_v<R>, std::monostate, std::vector<R>> results_;
+  std::vector<std::uint8_t> got_;
+  std::size_t remaining_;
+  std::exception_ptr error_;
+  std::uint64_t error_index_ = 0;
+  bool finished_ = false;
+};
+
+// The shared state of an imap / imap_unordered stream: outcomes arrive on the session
+// thread, the consumer takes them on its own. Guarded by mu.
+template <class R>
+class StreamJob final : public Job {
+ public:
+  using Outcome = std::variant<Value<R>, std::exception_ptr>;
+
+  explicit StreamJob(bool ordered) : ordered_(ordered) {}
+
+  std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
+                        const ErrorList& errors) override {
+    std::uint32_t fresh = 0;
+    {
+      std::lock_guard lock(mu);
+      visit_outcomes<R>(
+          first, count, values, errors,
+          [&](std::uint64_t i, Value<R>&& v) { fresh += put(i, Outcome(std::move(v))); },
+          [&](std::uint64_t i, const WireError& e) { fresh += put(i, Outcome(to_exception(e))); });
+    }
+    cv.notify_all();
+    return fresh;
+  }
+  void fail(const WireError& e) override {
+    {
+      std::lock_guard lock(mu);
+      auto ex = to_exception(e);
+      std::vector<std::uint64_t> left(outstanding.begin(), outstanding.end());
+      for (std::uint64_t i : left) put(i, Outcome(ex));
+      failed_with = ex;
+    }
+    cv.notify_all();
+  }
+
+  // Consumer side, with mu held.
+  bool has_next() const { return ordered_ ? ready_.count(next_index) != 0 : !queue_.empty(); }
+  Outcome take_next() {
+    Outcome o;
+    if (ordered_) {
+      auto it = ready_.find(next_index);
+      o = std::move(it->second);
+      ready_.erase(it);
+    } else {
+      o = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    ++next_index;
+    return o;
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_set<std::uint64_t> outstanding;  // sent, no outcome yet
+  std::uint64_t next_index = 0;                   // outcomes taken by the consumer
+  std::exception_ptr failed_with;                 // the pool failed every task (terminate)
+
+ private:
+  std::uint32_t put(std::uint64_t i, Outcome&& o) {
+    if (outstanding.erase(i) == 0) return 0;  // a duplicate
+    if (ordered_)
+      ready_.emplace(i, std::move(o));
+    else
+      queue_.push_back(std::move(o));
+    return 1;
+  }
+
+  const bool ordered_;
+  std::unordered_map<std::uint64_t, Outcome> ready_;  // ordered: by task index
+  std::deque<Outcome> queue_;                         // unordered: in arrival order
+};
+
+}  // namespace mqpool::detail

@@ -1,0 +1,257 @@
+// mqpool::Pool: Python's multiprocessing.Pool over a ZeroMQ broker (API.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "mqpool/async_result.hpp"
+#include "mqpool/detail/jobs.hpp"
+#include "mqpool/options.hpp"
+#include "mqpool/registry.hpp"
+#include "mqpool/result_stream.hpp"
+
+namespace mqpool {
+
+namespace detail {
+
+// A registered function pointer or a Remote<Sig> handle: its name and signature.
+template <class F>
+struct TaskRef {
+  using Fn = std::decay_t<F>;
+  using Sig = signature<Fn>;
+  using R = typename Sig::result;
+  using Args = typename Sig::args;
+  static_assert((check_signature<Fn>(), true));
+
+  static std::string name(const F& f) {
+    if constexpr (requires { f.name(); }) {
+      return f.name();
+    } else {
+      const std::string* n = Registry::instance().name_of(reinterpret_cast<const void*>(+f));
+      if (n == nullptr)
+        throw UnknownTaskError(
+            "function is not registered: add MQPOOL_TASK(fn) in the program that calls it");
+      return *n;
+    }
+  }
+};
+
+template <class F>
+using result_of_t = typename TaskRef<F>::R;
+
+// map of a void function returns nothing; otherwise a vector of results.
+template <class R>
+using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
+inline void check_chunksize(int chunksize) {
+  if (chunksize < 0)
+    throw std::invalid_argument("chunksize must be >= 0 (0 = automatic), got " +
+                                std::to_string(chunksize));
+}
+
+// Python's rule, ceil(n / (4 * workers)); explicit sizes are kept as given.
+inline std::uint32_t chunksize_for(int requested, std::size_t n, int workers) {
+  if (requested > 0) return static_cast<std::uint32_t>(requested);
+  const std::size_t per = 4 * static_cast<std::size_t>(std::max(workers, 1));
+  return static_cast<std::uint32_t>(std::max<std::size_t>(1, (n + per - 1) / per));
+}
+
+// Packs one input as the argument tuple Args: as it is when it already has the
+// parameter's type, converted to it otherwise (so the worker decodes what it expects).
+template <class Args, class X>
+void add_arg(ChunkWriter& w, const X& x) {
+  static_assert(std::tuple_size_v<Args> == 1,
+                "mqpool: map/imap need a function of one argument; use starmap for more");
+  using P = std::tuple_element_t<0, Args>;
+  if constexpr (std::is_same_v<std::decay_t<X>, P>)
+    w.add(std::tuple<const P&>(x));
+  else
+    w.add(Args(P(x)));
+}
+
+// Packs one starmap input (a tuple of arguments) as Args.
+template <class Args, class X>
+void add_star(ChunkWriter& w, const X& x) {
+  if constexpr (std::is_same_v<std::decay_t<X>, Args>)
+    w.add(x);
+  else
+    w.add(std::make_from_tuple<Args>(x));
+}
+
+// Automatic chunks are also cut at about this many argument bytes, so results stream back.
+inline constexpr std::size_t kAutoChunkBytes = 1 << 20;
+
+}  // namespace detail
+
+// A pool of worker processes. Submitting calls are thread-safe; close(), terminate()
+// and join() may be called from any thread. Not copyable or movable.
+class Pool {
+ public:
+  // A local pool of hardware_concurrency() processes.
+  Pool();
+  // A local pool of `processes` processes (0 = hardware_concurrency()).
+  // Throws std::invalid_argument if processes < 0.
+  explicit Pool(int processes);
+  // Throws std::invalid_argument for negative processes, maxtasksperchild, max_retries
+  // or task_timeout, and ConnectionError if a cluster broker cannot be reached.
+  explicit Pool(PoolOptions options);
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  // close() then join(), unless terminated: every submitted task finishes first.
+  ~Pool();
+
+  // Runs f(args...) on a worker and returns its result; rethrows its error.
+  template <class F, class... A>
+  auto apply(const F& f, A&&... args) {
+    return apply_async(f, std::forward<A>(args)...).get();
+  }
+
+  // Submits f(args...); does not block. Throws UnknownTaskError, PoolStateError.
+  template <class F, class... A>
+  AsyncResult<detail::result_of_t<F>> apply_async(const F& f, A&&... args) {
+    using R = detail::result_of_t<F>;
+    return submit_one<R>(f, typename detail::TaskRef<F>::Args(std::forward<A>(args)...),
+                         Callbacks<R>{});
+  }
+
+  // As apply_async; callbacks run on a client thread before the result becomes ready.
+  template <class F, class... A>
+  AsyncResult<detail::result_of_t<F>> apply_async(const F& f, std::tuple<A...> args,
+                                                  Callbacks<detail::result_of_t<F>> cb) {
+    using R = detail::result_of_t<F>;
+    return submit_one<R>(f, std::make_from_tuple<typename detail::TaskRef<F>::Args>(std::move(args)),
+                         std::move(cb));
+  }
+
+  // f over every input, results in input order. Blocks until every task has finished,
+  // then rethrows the error of the lowest-index failed task.
+  template <class F, std::ranges::input_range In>
+  detail::MapResult<detail::result_of_t<F>> map(const F& f, In&& inputs, int chunksize = 0) {
+    auto state = submit_map<false>(f, std::forward<In>(inputs),
+                                   MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
+    state->wait();
+    return state->take();
+  }
+  template <class F, std::ranges::input_range In>
+  AsyncResult<detail::MapResult<detail::result_of_t<F>>> map_async(
+      const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
+    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<false>(f, std::forward<In>(inputs), std::move(opts)));
+  }
+  // As map, each input a std::tuple of arguments.
+  template <class F, std::ranges::input_range In>
+  detail::MapResult<detail::result_of_t<F>> starmap(const F& f, In&& inputs, int chunksize = 0) {
+    auto state = submit_map<true>(f, std::forward<In>(inputs),
+                                   MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
+    state->wait();
+    return state->take();
+  }
+  template <class F, std::ranges::input_range In>
+  AsyncResult<detail::MapResult<detail::result_of_t<F>>> starmap_async(
+      const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
+    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<true>(f, std::forward<In>(inputs), std::move(opts)));
+  }
+
+  // Results in input order as they become ready; reads `inputs` lazily.
+  template <class F, std::ranges::input_range In>
+  ResultStream<detail::result_of_t<F>> imap(const F& f, In&& inputs, int chunksize = 1) {
+    return stream(f, std::forward<In>(inputs), chunksize, true);
+  }
+  // Results in completion order; reads `inputs` lazily.
+  template <class F, std::ranges::input_range In>
+  ResultStream<detail::result_of_t<F>> imap_unordered(const F& f, In&& inputs, int chunksize = 1) {
+    return stream(f, std::forward<In>(inputs), chunksize, false);
+  }
+
+  // No new work; submitted work still runs.
+  void close();
+  // No new work; running tasks are stopped at once; unfinished results fail with
+  // PoolStateError.
+  void terminate();
+  // Waits for submitted work to finish and the worker processes to exit. Throws
+  // PoolStateError unless close() or terminate() was called first.
+  void join();
+
+ private:
+  template <class R, class F, class Tuple>
+  AsyncResult<R> submit_one(const F& f, Tuple&& args, Callbacks<R> cb) {
+    const std::string name = detail::TaskRef<F>::name(f);
+    auto state = std::make_shared<detail::ResultState<R>>();
+    const std::uint64_t id = detail::new_job(*core_);
+    detail::ChunkWriter w(1, 0);
+    w.add(args);
+    detail::submit(*core_, id, std::make_shared<detail::ApplyJob<R>>(state, std::move(cb)), name,
+                   w.take(), true);
+    return AsyncResult<R>(std::move(state));
+  }
+
+  template <bool Star, class F, class In>
+  std::shared_ptr<detail::ResultState<detail::MapResult<detail::result_of_t<F>>>> submit_map(
+      const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts) {
+    using R = detail::result_of_t<F>;
+    using Args = typename detail::TaskRef<F>::Args;
+    detail::check_chunksize(opts.chunksize);
+    const std::string name = detail::TaskRef<F>::name(f);
+    const std::uint64_t id = detail::new_job(*core_);
+    auto state = std::make_shared<detail::ResultState<detail::MapResult<R>>>();
+    std::size_t n;
+    if constexpr (std::ranges::sized_range<In>) {
+      n = std::ranges::size(inputs);
+    } else {
+      n = 0;  // unknown: automatic chunks are cut by bytes only
+    }
+    const std::uint32_t cs = opts.chunksize == 0 && n == 0
+                                 ? std::uint32_t{1} << 30
+                                 : detail::chunksize_for(opts.chunksize, n, detail::workers(*core_));
+    detail::ChunkWriter w(cs, opts.chunksize == 0 ? detail::kAutoChunkBytes : 0);
+    for (auto&& x : inputs) {
+      if constexpr (Star)
+        detail::add_star<Args>(w, x);
+      else
+        detail::add_arg<Args>(w, x);
+    }
+    auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next());
+    if (w.next() == 0) {  // nothing to do: ready at once
+      job->finish_empty();
+      return state;
+    }
+    detail::submit(*core_, id, job, name, w.take(), true);
+    return state;
+  }
+
+  template <class F, class In>
+  ResultStream<detail::result_of_t<F>> stream(const F& f, In&& inputs, int chunksize, bool ordered) {
+    using R = detail::result_of_t<F>;
+    detail::check_chunksize(chunksize);
+    const std::string name = detail::TaskRef<F>::name(f);
+    const auto cs = static_cast<std::uint32_t>(std::max(chunksize, 1));
+    auto view = std::views::all(std::forward<In>(inputs));
+    using View = decltype(view);
+    using Args = typename detail::TaskRef<F>::Args;
+    struct Reading {
+      View view;
+      std::optional<std::ranges::iterator_t<View>> it;  // begin() is taken on first read
+    };
+    auto reading = std::make_shared<Reading>(Reading{std::move(view), std::nullopt});
+    auto pull = [reading](detail::ChunkWriter& w) {
+      if (!reading->it) reading->it.emplace(std::ranges::begin(reading->view));
+      auto& it = *reading->it;
+      if (it == std::ranges::end(reading->view)) return false;
+      detail::add_arg<Args>(w, *it);
+      ++it;
+      return true;
+    };
+    const std::uint64_t window =
+        std::max<std::uint64_t>(4096, std::uint64_t{cs} * 4 * detail::workers(*core_));
+    return ResultStream<R>(core_, name, ordered, cs, window, std::move(pull));
+  }
+
+  std::shared_ptr<detail::PoolCore> core_;
+};
+
+}  // namespace mqpool

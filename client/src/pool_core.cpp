@@ -1,0 +1,207 @@
+#include "pool_core.hpp"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <system_error>
+
+#include "agent.hpp"
+#include "log.hpp"
+#include "mqpool/registry.hpp"
+
+namespace mqpool::detail {
+
+namespace {
+
+void validate(const PoolOptions& o) {
+  auto bad = [](const std::string& what, long long v) {
+    throw std::invalid_argument("PoolOptions::" + what + " must be >= 0, got " + std::to_string(v));
+  };
+  if (o.processes < 0) bad("processes", o.processes);
+  if (o.maxtasksperchild < 0) bad("maxtasksperchild", o.maxtasksperchild);
+  if (o.max_retries < 0) bad("max_retries", o.max_retries);
+  if (o.task_timeout.count() < 0) bad("task_timeout", o.task_timeout.count());
+}
+
+// In the forked agent: keep stdio and the pipe; other descriptors belong to the client
+// (its sockets, other pools' pipes) and must not be held open by us.
+void close_inherited_fds(int keep) {
+  for (int fd = 3; fd < keep; ++fd) ::close(fd);
+  ::close_range(static_cast<unsigned>(keep) + 1, ~0u, 0);
+}
+
+std::string make_private_dir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mqpool-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr)  // mode 0700
+    throw std::system_error(errno, std::generic_category(), "mqpool: mkdtemp");
+  return tmpl;
+}
+
+}  // namespace
+
+PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
+  validate(options_);
+  Registry::instance().validate();
+  timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
+  if (!options_.connect.empty()) {
+    processes_ = options_.processes > 0 ? options_.processes : 8;
+    session_ = std::make_unique<Session>(ctx_, options_.connect,
+                                         static_cast<std::uint32_t>(options_.max_retries));
+    return;
+  }
+  processes_ = options_.processes > 0
+                   ? options_.processes
+                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  start_local();
+}
+
+void PoolCore::start_local() {
+  tmpdir_ = make_private_dir();
+  const std::string backend = "ipc://" + tmpdir_ + "/workers";
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    throw std::system_error(errno, std::generic_category(), "mqpool: pipe");
+  // Fork before this pool starts any thread or ZeroMQ context: the agent is then a
+  // clean, single-threaded copy of the program, able to fork executors later.
+  const pid_t pid = fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "mqpool: fork");
+  if (pid == 0) {
+    ::close(fds[1]);
+    close_inherited_fds(fds[0]);
+    worker::AgentOptions a;
+    a.endpoint = backend;
+    a.processes = processes_;
+    a.maxtasksperchild = options_.maxtasksperchild;
+    a.initializer = options_.initializer;
+    a.parent_fd = fds[0];
+    int rc = 1;
+    try {
+      rc = worker::run_agent(a);
+    } catch (const std::exception& e) {
+      log().error("agent: {}", e.what());
+    }
+    _exit(rc);
+  }
+  ::close(fds[0]);
+  agent_pid_ = pid;
+  agent_pipe_ = fds[1];
+
+  const std::string frontend = "inproc://mqpool-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  broker_ = std::make_unique<broker::Loop>(ctx_, frontend, backend);
+  broker_thread_ = std::thread([this] { broker_->run(); });
+  session_ = std::make_unique<Session>(ctx_, frontend, static_cast<std::uint32_t>(options_.max_retries));
+}
+
+PoolCore::~PoolCore() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::running) state_ = State::closed;
+  }
+  try {
+    join();
+  } catch (const std::exception& e) {
+    log().error("pool: {}", e.what());
+  }
+  session_.reset();
+  ctx_.shutdown();  // the broker loop returns (ETERM)
+  if (broker_thread_.joinable()) broker_thread_.join();
+  broker_.reset();
+  ctx_.close();
+  if (!tmpdir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(tmpdir_, ec);
+  }
+}
+
+std::uint64_t PoolCore::new_job() {
+  std::lock_guard lock(mu_);
+  if (state_ != State::running) throw PoolStateError("Pool not running");
+  return next_job_++;
+}
+
+void PoolCore::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+                      std::vector<EncodedChunk> chunks, bool last) {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::terminated || state_ == State::joined)
+      throw PoolStateError("Pool not running");
+  }
+  if (timeout_ms_ > 0) {
+    // A time limit is per task, and the broker times chunks: give every task its own.
+    std::vector<EncodedChunk> single;
+    for (EncodedChunk& c : chunks) {
+      const char* p = c.args.data();
+      std::uint64_t i = c.first;
+      for (std::size_t n : object_sizes(p, c.args.size(), c.count)) {
+        EncodedChunk one;
+        one.first = i++;
+        one.count = 1;
+        one.args.write(p, n);
+        p += n;
+        single.push_back(std::move(one));
+      }
+    }
+    chunks = std::move(single);
+  }
+  session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last);
+}
+
+void PoolCore::close() {
+  std::lock_guard lock(mu_);
+  if (state_ == State::running) state_ = State::closed;
+}
+
+void PoolCore::terminate() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::terminated || state_ == State::joined) return;
+    state_ = State::terminated;
+  }
+  stop_agent(true);
+  session_->fail_all(WireError{ErrorCode::pool_state, "", "the pool was terminated before the task finished",
+                               "", ""});
+}
+
+void PoolCore::join() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::running)
+      throw PoolStateError("join() called on a running pool: call close() or terminate() first");
+    if (state_ == State::joined) return;
+  }
+  session_->wait_idle();
+  stop_agent(false);
+  std::lock_guard lock(mu_);
+  state_ = State::joined;
+}
+
+// Local mode: tells the agent to stop (closing its pipe, or SIGTERM when the executors
+// must die mid-task) and reaps it. The agent kills and reaps its executors before exiting.
+void PoolCore::stop_agent(bool kill_now) {
+  std::lock_guard lock(mu_);
+  if (agent_pid_ < 0) return;
+  if (kill_now) ::kill(agent_pid_, SIGTERM);
+  if (agent_pipe_ >= 0) {
+    ::close(agent_pipe_);
+    agent_pipe_ = -1;
+  }
+  int status;
+  while (waitpid(agent_pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  agent_pid_ = -1;
+}
+
+std::uint64_t new_job(PoolCore& core) { return core.new_job(); }
+void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+            std::vector<EncodedChunk> chunks, bool last) {
+  core.submit(job_id, std::move(job), fn, std::move(chunks), last);
+}
+int workers(const PoolCore& core) { return core.workers(); }
+
+}  // namespace mqpool::detail

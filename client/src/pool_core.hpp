@@ -1,0 +1,61 @@
+// The non-template heart of Pool: lifecycle state, the local broker thread and worker
+// agent, and the client session.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <zmq.hpp>
+
+#include "broker_loop.hpp"
+#include "mqpool/options.hpp"
+#include "session.hpp"
+
+namespace mqpool::detail {
+
+class PoolCore {
+ public:
+  // Validates the options, forks the local agent (before any thread starts), then
+  // starts the broker thread and the session. Throws std::invalid_argument.
+  explicit PoolCore(PoolOptions options);
+  ~PoolCore();
+
+  std::uint64_t new_job();
+  void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+              std::vector<EncodedChunk> chunks, bool last);
+  int workers() const { return processes_; }
+  void close();
+  void terminate();
+  void join();
+
+ private:
+  enum class State { running, closed, terminated, joined };
+
+  void start_local();
+  void stop_agent(bool kill_now);
+
+  PoolOptions options_;
+  int processes_ = 0;
+  std::uint32_t timeout_ms_ = 0;
+
+  std::mutex mu_;  // guards state_ and the agent fields
+  State state_ = State::running;
+  std::atomic<std::uint64_t> next_job_{1};
+
+  // Local mode: the agent we forked, the pipe whose closing tells it we are gone, and the
+  // private directory of the ipc endpoint.
+  pid_t agent_pid_ = -1;
+  int agent_pipe_ = -1;
+  std::string tmpdir_;
+
+  zmq::context_t ctx_;
+  std::unique_ptr<broker::Loop> broker_;
+  std::thread broker_thread_;
+  std::unique_ptr<Session> session_;
+};
+
+}  // namespace mqpool::detail

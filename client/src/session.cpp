@@ -1,0 +1,209 @@
+#include "session.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.hpp"
+
+namespace mqpool::detail {
+
+namespace {
+constexpr std::size_t kChunksPerSubmit = 4096;  // one SUBMIT message carries at most this
+constexpr int kDrainBatch = 256;
+
+std::uint64_t seq_of(std::uint64_t job_id, std::uint64_t index) { return job_id << 32 | index; }
+}  // namespace
+
+std::exception_ptr to_exception(const WireError& e) {
+  try {
+    throw_error(e);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+Session::Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries)
+    : sock_(ctx, zmq::socket_type::dealer), max_retries_(max_retries) {
+  sock_.set(zmq::sockopt::sndhwm, 0);
+  sock_.set(zmq::sockopt::rcvhwm, 0);
+  sock_.set(zmq::sockopt::linger, 0);
+  sock_.connect(endpoint);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  thread_ = std::thread([this] { run(); });
+}
+
+Session::~Session() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  const std::uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+  thread_.join();
+  sock_.close();
+  close(wake_fd_);
+}
+
+void Session::push(Op&& op) {
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    wake = ops_.empty();  // the I/O thread drains everything per wake-up
+    if (op.kind == Op::submit)
+      for (const auto& c : op.chunks) pending_ += c.count;
+    ops_.push_back(std::move(op));
+  }
+  if (wake) {
+    const std::uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+}
+
+void Session::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+                     std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last) {
+  Op op;
+  op.job_id = job_id;
+  op.job = std::move(job);
+  op.fn = fn;
+  op.timeout_ms = timeout_ms;
+  op.chunks = std::move(chunks);
+  op.last = last;
+  push(std::move(op));
+}
+
+void Session::fail_all(const WireError& e) {
+  std::uint64_t ticket;
+  {
+    std::lock_guard lock(mu_);
+    ticket = fails_done_ + 1;
+  }
+  Op op;
+  op.kind = Op::fail_all;
+  op.error = e;
+  push(std::move(op));
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return fails_done_ >= ticket || stop_; });
+}
+
+void Session::wait_idle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return pending_ == 0 || stop_; });
+}
+
+// Called on the I/O thread with `done` new outcomes.
+void Session::settle(std::uint64_t done) {
+  if (done == 0) return;
+  std::lock_guard lock(mu_);
+  pending_ -= std::min(pending_, done);
+  if (pending_ == 0) cv_.notify_all();
+}
+
+void Session::run() {
+  zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  std::vector<Op> ops;
+  while (true) {
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      if (e.num() != EINTR) throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      (void)!read(wake_fd_, &n, sizeof n);
+      {
+        std::lock_guard lock(mu_);
+        if (stop_) return;
+        ops.swap(ops_);
+      }
+      process(ops);
+      ops.clear();
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (int i = 0; i < kDrainBatch; ++i) {
+        std::optional<proto::Message> m;
+        try {
+          m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
+          if (!m) break;
+          if (m->cmd == proto::Cmd::result) on_result(*m);
+        } catch (const SerializationError& e) {
+          log().warn("client: dropped a malformed message from the broker: {}", e.what());
+        }
+      }
+    }
+  }
+}
+
+void Session::process(std::vector<Op>& ops) {
+  std::vector<proto::ChunkSpec> specs;
+  proto::Message msg;
+  msg.cmd = proto::Cmd::submit;
+  auto flush = [&] {
+    if (specs.empty()) return;
+    msg.header = proto::encode(specs);
+    proto::send(sock_, std::move(msg), false);
+    msg = proto::Message{};
+    msg.cmd = proto::Cmd::submit;
+    specs.clear();
+  };
+  for (Op& op : ops) {
+    if (op.kind == Op::fail_all) {
+      flush();
+      std::uint64_t failed = 0;
+      for (auto& [id, rec] : jobs_) {
+        rec.job->fail(op.error);
+        failed += rec.outstanding;
+      }
+      jobs_.clear();
+      proto::send(sock_, proto::make(proto::Cmd::cancel, std::vector<int>{}), false);
+      std::lock_guard lock(mu_);
+      pending_ = 0;
+      ++fails_done_;
+      cv_.notify_all();
+      continue;
+    }
+    auto [it, fresh] = jobs_.try_emplace(op.job_id);
+    JobRec& rec = it->second;
+    if (fresh) rec.job = op.job;
+    rec.last = rec.last || op.last;
+    for (EncodedChunk& c : op.chunks) {
+      rec.outstanding += c.count;
+      specs.push_back({seq_of(op.job_id, c.first), c.count, op.fn, op.timeout_ms, max_retries_});
+      msg.frames.push_back(proto::to_frame(std::move(c.args)));
+      if (specs.size() == kChunksPerSubmit) flush();
+    }
+    if (rec.last && rec.outstanding == 0) jobs_.erase(it);
+  }
+  flush();
+}
+
+void Session::on_result(proto::Message& m) {
+  auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
+  if (m.frames.size() != 2 * specs.size()) throw SerializationError("result: frame count");
+  std::uint64_t settled = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const std::uint64_t job_id = specs[i].seq >> 32;
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) continue;  // forgotten, or failed by terminate
+    JobRec& rec = it->second;
+    const std::uint64_t first = specs[i].seq & 0xffffffffu;
+    ErrorList errors;
+    try {
+      errors = proto::decode_errors(m.frames[2 * i]);
+    } catch (const SerializationError& e) {
+      // Unreadable error list: every task of the chunk fails with that.
+      errors.clear();
+      for (std::uint32_t k = 0; k < specs[i].count; ++k)
+        errors.emplace_back(k, WireError{ErrorCode::serialization, "", e.what(), "", ""});
+    }
+    Reader values(m.frames[2 * i + 1].data(), m.frames[2 * i + 1].size());
+    const std::uint32_t fresh = rec.job->deliver(first, specs[i].count, values, errors);
+    rec.outstanding -= std::min<std::uint64_t>(rec.outstanding, fresh);
+    settled += fresh;
+    if (rec.last && rec.outstanding == 0) jobs_.erase(it);
+  }
+  settle(settled);
+}
+
+}  // namespace mqpool::detail

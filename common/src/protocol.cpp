@@ -1,0 +1,123 @@
+#include "protocol.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace mqpool::proto {
+
+namespace {
+struct WireErrorRow {
+  std::uint32_t index = 0;
+  std::uint8_t code = 0;
+  std::string type, message, task, worker;
+  MSGPACK_DEFINE(index, code, type, message, task, worker)
+};
+
+bool known(std::uint8_t c) {
+  switch (static_cast<Cmd>(c)) {
+    case Cmd::submit:
+    case Cmd::result:
+    case Cmd::cancel:
+    case Cmd::ready:
+    case Cmd::task:
+    case Cmd::done:
+    case Cmd::agent_hello:
+    case Cmd::exited:
+    case Cmd::kill:
+      return true;
+  }
+  return false;
+}
+}  // namespace
+
+std::string executor_id(std::uint64_t agent, std::uint32_t pid) {
+  std::string id(1 + sizeof agent + sizeof pid, 'E');
+  std::memcpy(id.data() + 1, &agent, sizeof agent);
+  std::memcpy(id.data() + 1 + sizeof agent, &pid, sizeof pid);
+  return id;
+}
+
+std::string agent_id(std::uint64_t agent) {
+  std::string id(1 + sizeof agent, 'A');
+  std::memcpy(id.data() + 1, &agent, sizeof agent);
+  return id;
+}
+
+zmq::message_t to_frame(msgpack::sbuffer&& buf) {
+  const std::size_t size = buf.size();
+  if (size == 0) return zmq::message_t();
+  char* data = buf.release();  // malloc'd by sbuffer; ZeroMQ frees it when sent
+  return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
+}
+
+zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireError>>& errors) {
+  if (errors.empty()) return zmq::message_t();
+  std::vector<WireErrorRow> rows;
+  rows.reserve(errors.size());
+  for (const auto& [i, e] : errors)
+    rows.push_back({i, static_cast<std::uint8_t>(e.code), e.type, e.message, e.task, e.worker});
+  return encode(rows);
+}
+
+std::vector<std::pair<std::uint32_t, WireError>> decode_errors(const zmq::message_t& frame) {
+  std::vector<std::pair<std::uint32_t, WireError>> out;
+  if (frame.size() == 0) return out;
+  auto h = detail::unpack_exact(frame.data(), frame.size());
+  for (auto& r : detail::convert<std::vector<WireErrorRow>>(h.get())) {
+    WireError e{static_cast<ErrorCode>(r.code), std::move(r.type), std::move(r.message),
+                std::move(r.task), std::move(r.worker)};
+    out.emplace_back(r.index, std::move(e));
+  }
+  return out;
+}
+
+void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::message_t>& out) {
+  std::vector<std::pair<std::uint32_t, WireError>> errors;
+  errors.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) errors.emplace_back(i, e);
+  out.push_back(encode_errors(errors));
+  std::string nils(count, '\xc0');  // msgpack nil per task
+  out.emplace_back(nils.data(), nils.size());
+}
+
+bool send(zmq::socket_t& s, Message&& m, bool routed) {
+  try {
+    if (routed && !s.send(zmq::buffer(m.peer), zmq::send_flags::sndmore)) return false;
+    s.send(zmq::buffer(kTag), zmq::send_flags::sndmore);
+    const auto cmd = static_cast<std::uint8_t>(m.cmd);
+    s.send(zmq::buffer(&cmd, 1), zmq::send_flags::sndmore);
+    s.send(m.header, m.frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+    for (std::size_t i = 0; i < m.frames.size(); ++i)
+      s.send(m.frames[i],
+             i + 1 == m.frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EHOSTUNREACH) return false;
+    throw;
+  }
+  return true;
+}
+
+std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags) {
+  std::vector<zmq::message_t> parts;
+  zmq::message_t part;
+  if (!s.recv(part, flags)) return std::nullopt;
+  parts.push_back(std::move(part));
+  while (parts.back().more()) {
+    zmq::message_t next;
+    (void)s.recv(next);
+    parts.push_back(std::move(next));
+  }
+  const std::size_t base = routed ? 1 : 0;
+  if (parts.size() < base + 3 || parts[base].to_string_view() != kTag)
+    throw SerializationError("not an MQP1 message");
+  if (parts[base + 1].size() != 1 || !known(*parts[base + 1].data<std::uint8_t>()))
+    throw SerializationError("unknown command");
+  Message m;
+  if (routed) m.peer = parts[0].to_string();
+  m.cmd = static_cast<Cmd>(*parts[base + 1].data<std::uint8_t>());
+  m.header = std::move(parts[base + 2]);
+  for (std::size_t i = base + 3; i < parts.size(); ++i) m.frames.push_back(std::move(parts[i]));
+  return m;
+}
+
+}  // namespace mqpool::proto

@@ -1,0 +1,141 @@
+// Wire protocol v1 (docs/PROTOCOL.md): every message is
+//   [routing id (ROUTER side only)] ["MQP1"] [command: 1 byte] [header: msgpack] [payload...]
+// Payload frames (task arguments, outcomes) are forwarded by the broker untouched.
+// Messages that carry chunks carry a list of them, so one message can batch many.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <zmq.hpp>
+
+#include "mqpool/codec.hpp"
+
+namespace mqpool::proto {
+
+inline constexpr std::string_view kTag = "MQP1";
+// Messages from the network larger than this are refused by ZeroMQ (ZMQ_MAXMSGSIZE).
+inline constexpr std::int64_t kMaxMessageSize = std::int64_t{1} << 31;
+
+enum class Cmd : std::uint8_t {
+  // client <-> broker (frontend)
+  submit = 0x01,  // C->B header: [ChunkSpec...]        frames: one args frame per chunk
+  result = 0x02,  // B->C header: [ResultSpec...]       frames: errors, values per chunk
+  cancel = 0x03,  // C->B header: []  drop every queued and running chunk of this client
+  // broker <-> worker (backend)
+  ready = 0x10,        // E->B header: Ready                executor joins with credit
+  task = 0x11,         // B->E header: [TaskSpec...]        frames: one args frame per chunk
+  done = 0x12,         // E->B header: [chunk ids]          frames: errors, values per chunk
+  agent_hello = 0x13,  // A->B header: AgentHello
+  exited = 0x14,       // A->B header: Exited               an executor process ended
+  kill = 0x15,         // B->A header: Kill                 kill one executor
+};
+
+// One chunk as the client submits it: tasks seq .. seq+count-1 of this client.
+struct ChunkSpec {
+  std::uint64_t seq = 0;
+  std::uint32_t count = 0;
+  std::string fn;
+  std::uint32_t timeout_ms = 0;  // per-chunk time limit; 0 = none
+  std::uint32_t max_retries = 0;
+  MSGPACK_DEFINE(seq, count, fn, timeout_ms, max_retries)
+};
+
+// One chunk's outcomes as the broker returns them to the client.
+struct ResultSpec {
+  std::uint64_t seq = 0;
+  std::uint32_t count = 0;
+  MSGPACK_DEFINE(seq, count)
+};
+
+// One chunk as the broker hands it to an executor.
+struct TaskSpec {
+  std::uint64_t chunk = 0;  // broker-assigned id, echoed in DONE
+  std::uint32_t count = 0;
+  std::string fn;
+  MSGPACK_DEFINE(chunk, count, fn)
+};
+
+struct Ready {
+  std::uint64_t agent = 0;  // the agent that forked this executor
+  std::uint32_t pid = 0;
+  std::string host;
+  std::uint32_t credit = 1;      // TASK messages it accepts before the first DONE
+  std::uint32_t max_bundle = 0;  // chunks per TASK message it accepts; 0 = any
+  MSGPACK_DEFINE(agent, pid, host, credit, max_bundle)
+};
+
+struct AgentHello {
+  std::uint64_t agent = 0;
+  std::uint32_t pid = 0;
+  std::string host;
+  MSGPACK_DEFINE(agent, pid, host)
+};
+
+struct Exited {
+  std::uint32_t pid = 0;
+  std::string reason;    // "killed by signal 9 (SIGKILL)", "exited with code 3"
+  bool planned = false;  // left on purpose (maxtasksperchild): its chunks are not its fault
+  MSGPACK_DEFINE(pid, reason, planned)
+};
+
+struct Kill {
+  std::uint32_t pid = 0;
+  MSGPACK_DEFINE(pid)
+};
+
+// The routing id an executor uses: its agent's id and its pid, so that the agent's
+// EXITED report names the same peer.
+std::string executor_id(std::uint64_t agent, std::uint32_t pid);
+std::string agent_id(std::uint64_t agent);
+
+// A message without its envelope. `peer` is the routing id on a ROUTER socket (source
+// when received, destination when sent) and empty on a DEALER.
+struct Message {
+  std::string peer;
+  Cmd cmd{};
+  zmq::message_t header;
+  std::vector<zmq::message_t> frames;
+};
+
+// Encodes `header` with msgpack into a frame.
+template <class H>
+zmq::message_t encode(const H& header) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, header);
+  return zmq::message_t(buf.data(), buf.size());
+}
+
+// Decodes the header of `m` as H. Throws SerializationError.
+template <class H>
+H decode(const Message& m) {
+  auto h = detail::unpack_exact(m.header.data(), m.header.size());
+  return detail::convert<H>(h.get());
+}
+
+template <class H>
+Message make(Cmd cmd, const H& header, std::string peer = {}) {
+  return Message{std::move(peer), cmd, encode(header), {}};
+}
+
+// Moves an sbuffer's bytes into a frame without copying.
+zmq::message_t to_frame(msgpack::sbuffer&& buf);
+
+// An outcome errors frame: empty when nothing failed, else a msgpack array of
+// [index, code, type, message, task, worker].
+zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireError>>& errors);
+std::vector<std::pair<std::uint32_t, WireError>> decode_errors(const zmq::message_t& frame);
+// Errors and values frames for a chunk whose every task failed with `e`.
+void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::message_t>& out);
+
+// Sends `m` (with its peer frame first if `routed`). Returns false if the peer is
+// unreachable (ROUTER_MANDATORY) or the send would block.
+bool send(zmq::socket_t& s, Message&& m, bool routed);
+// Receives one message. Empty when nothing is waiting (with dontwait). Throws
+// SerializationError for a malformed envelope, after consuming all of its frames.
+std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags);
+
+}  // namespace mqpool::proto

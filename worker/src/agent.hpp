@@ -1,0 +1,34 @@
+// The worker agent (a forkserver) and the executor loop it forks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace mqpool::worker {
+
+struct AgentOptions {
+  std::string endpoint;  // the broker's worker-facing endpoint
+  int processes = 1;     // executors kept alive
+  int maxtasksperchild = 0;
+  std::function<void()> initializer;
+  int parent_fd = -1;  // local mode: read end of a pipe the client holds; EOF = client gone
+  std::uint32_t credit = 2;  // TASK messages an executor accepts ahead
+};
+
+// Runs the agent: forks `processes` executors, reports each one's exit to the broker at
+// once, forks replacements, kills the one the broker names. Returns the exit code when
+// SIGTERM/SIGINT arrives or parent_fd closes, after killing and reaping every executor.
+// Must be called from a single-threaded process (it forks).
+int run_agent(const AgentOptions& options);
+
+// Exit code of an executor that left on purpose (maxtasksperchild).
+inline constexpr int kPlannedExit = 75;
+
+// The executor's main loop, in a freshly forked child of the agent. Never returns.
+[[noreturn]] void run_executor(const AgentOptions& options, std::uint64_t agent);
+
+// "killed by signal 9 (SIGKILL)" or "exited with code 3", from a waitpid status.
+std::string describe_exit(int status);
+
+}  // namespace mqpool::worker
