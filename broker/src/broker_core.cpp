@@ -81,7 +81,7 @@ void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r) {
 // Puts the executor in the ready bucket of its current load, if it has credit left.
 void BrokerCore::offer(const std::string& id, Executor& e) {
   ++e.ticket;
-  if (e.doomed || e.inflight >= e.capacity) return;
+  if (e.doomed || e.timed || e.inflight >= e.capacity) return;
   ready_[e.inflight].push_back(ReadyEntry{id, e.ticket});
 }
 
@@ -122,8 +122,13 @@ void BrokerCore::dispatch(TimePoint now) {
         continue;
       }
       Chunk& c = it->second;
-      // A chunk with a time limit travels alone, so its deadline is its own.
+      // A chunk with a time limit travels alone and only to an idle executor, which takes
+      // nothing else meanwhile: its clock then measures the task itself, not a queue.
       if (c.spec.timeout_ms > 0 && !specs.empty()) break;
+      if (c.spec.timeout_ms > 0 && e->inflight > 0) {
+        offer(id, *e);
+        return;  // ready_ gave the least-loaded executor first: none is idle
+      }
       queue_.pop_front();
       --queue_live_;
       c.executor = id;
@@ -133,6 +138,7 @@ void BrokerCore::dispatch(TimePoint now) {
       frames.back().copy(c.args);  // shares the buffer (refcounted): kept for a retry, not copied
       if (c.spec.timeout_ms > 0) {
         deadlines_.push({now + std::chrono::milliseconds(c.spec.timeout_ms), cid, id});
+        e->timed = true;
         break;
       }
     }
@@ -181,6 +187,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m) {
   }
   if (ex != executors_.end() && ex->second.inflight > 0) {
     --ex->second.inflight;
+    ex->second.timed = false;
     offer(peer, ex->second);
   }
 }
@@ -220,7 +227,14 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, const std::string& rea
   ++counters_.retried;
   if (penalise && c.spec.count > 1) {
     // One poisonous input must not take its neighbours down with it: retry one by one.
-    std::vector<zmq::message_t> parts = split_args(c.args, c.spec.count);
+    std::vector<zmq::message_t> parts;
+    try {
+      parts = split_args(c.args, c.spec.count);
+    } catch (const SerializationError& e) {
+      fail(id, WireError{ErrorCode::serialization, "", std::string("cannot split chunk for retry: ") + e.what(),
+                         c.spec.fn, ""});
+      return;
+    }
     Chunk whole = std::move(c);
     chunks_.erase(it);
     for (std::uint32_t i = whole.spec.count; i-- > 0;) {

@@ -67,6 +67,7 @@ class BrokerCore {
     std::uint32_t inflight = 0;  // TASK messages without a DONE
     std::uint64_t ticket = 0;    // the one valid entry in ready_
     bool doomed = false;         // being killed: no more work
+    bool timed = false;          // runs a chunk with a time limit: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
   };
   struct ReadyEntry {

@@ -199,6 +199,7 @@ void Session::on_result(proto::Message& m) {
     }
     Reader values(m.frames[2 * i + 1].data(), m.frames[2 * i + 1].size());
     const std::uint32_t fresh = rec.job->deliver(first, specs[i].count, values, errors);
+    if (!values.at_end()) log().warn("client: result chunk has trailing bytes; ignored");
     rec.outstanding -= std::min<std::uint64_t>(rec.outstanding, fresh);
     settled += fresh;
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);

@@ -1,6 +1,8 @@
 #include "mqpool/codec.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 namespace mqpool::detail {
 
@@ -15,8 +17,87 @@ msgpack::unpack_limit limits_for(std::size_t remaining) {
 }
 }  // namespace
 
+namespace {
+template <class T>
+T load_be(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
+  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
+  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
+  return v;
+}
+
+void set_int(msgpack::object& o, std::int64_t v) {
+  if (v >= 0) {
+    o.type = msgpack::type::POSITIVE_INTEGER;
+    o.via.u64 = static_cast<std::uint64_t>(v);
+  } else {
+    o.type = msgpack::type::NEGATIVE_INTEGER;
+    o.via.i64 = v;
+  }
+}
+}  // namespace
+
+// Decodes one scalar (integer, float, bool, nil) without msgpack's general parser or
+// any allocation: the common case for small tasks. False (nothing consumed) otherwise.
+bool Reader::next_scalar(msgpack::object& o) {
+  const auto c = static_cast<unsigned char>(data_[offset_]);
+  const char* p = data_ + offset_ + 1;
+  const std::size_t left = size_ - offset_ - 1;
+  auto need = [&](std::size_t n) {
+    if (left < n) throw SerializationError("malformed msgpack: truncated value");
+    offset_ += 1 + n;
+  };
+  if (c <= 0x7f) {
+    set_int(o, c);
+    need(0);
+  } else if (c >= 0xe0) {
+    set_int(o, static_cast<std::int8_t>(c));
+    need(0);
+  } else {
+    switch (c) {
+      case 0xc0: o.type = msgpack::type::NIL; need(0); break;
+      case 0xc2: case 0xc3: o.type = msgpack::type::BOOLEAN; o.via.boolean = c == 0xc3; need(0); break;
+      case 0xcc: need(1); set_int(o, static_cast<std::uint8_t>(*p)); break;
+      case 0xcd: need(2); set_int(o, load_be<std::uint16_t>(p)); break;
+      case 0xce: need(4); set_int(o, load_be<std::uint32_t>(p)); break;
+      case 0xcf: need(8); o.type = msgpack::type::POSITIVE_INTEGER; o.via.u64 = load_be<std::uint64_t>(p); break;
+      case 0xd0: need(1); set_int(o, static_cast<std::int8_t>(*p)); break;
+      case 0xd1: need(2); set_int(o, load_be<std::int16_t>(p)); break;
+      case 0xd2: need(4); set_int(o, load_be<std::int32_t>(p)); break;
+      case 0xd3: need(8); set_int(o, load_be<std::int64_t>(p)); break;
+      case 0xca: need(4); o.type = msgpack::type::FLOAT32; o.via.f64 = std::bit_cast<float>(load_be<std::uint32_t>(p)); break;
+      case 0xcb: need(8); o.type = msgpack::type::FLOAT64; o.via.f64 = std::bit_cast<double>(load_be<std::uint64_t>(p)); break;
+      default: return false;
+    }
+  }
+  return true;
+}
+
+// A fixarray of up to 8 scalars (an argument tuple of numbers) into small_.
+bool Reader::next_small(msgpack::object& o) {
+  const auto c = static_cast<unsigned char>(data_[offset_]);
+  if (c < 0x90 || c > 0x98) return false;
+  const std::size_t start = offset_;
+  const std::uint32_t n = c & 0x0f;
+  ++offset_;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (offset_ >= size_) throw SerializationError("malformed msgpack: truncated array");
+    if (!next_scalar(small_[i])) {
+      offset_ = start;
+      return false;
+    }
+  }
+  o.type = msgpack::type::ARRAY;
+  o.via.array.size = n;
+  o.via.array.ptr = small_;
+  return true;
+}
+
 const msgpack::object& Reader::next() {
   if (offset_ >= size_) throw SerializationError("message ends before its last value");
+  if (next_scalar(obj_) || next_small(obj_)) return obj_;
   zone_.clear();
   try {
     bool referenced = false;

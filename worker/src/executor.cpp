@@ -34,6 +34,8 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   detail::Reader reader(args.data(), args.size());
   detail::ChunkOutput out;
   entry->run(reader, spec.count, out, spec.fn);
+  if (out.errors.empty() && !reader.at_end())
+    detail::log().warn("executor: task chunk for '{}' has trailing bytes; ignored", spec.fn);
   frames.push_back(proto::encode_errors(out.errors));
   frames.push_back(proto::to_frame(std::move(out.values)));
 }

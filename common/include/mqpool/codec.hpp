@@ -94,11 +94,15 @@ class Reader {
   std::size_t offset() const noexcept { return offset_; }
 
  private:
+  bool next_scalar(msgpack::object& o);
+  bool next_small(msgpack::object& o);
+
   const char* data_;
   std::size_t size_;
   std::size_t offset_ = 0;
   msgpack::zone zone_;
   msgpack::object obj_;
+  msgpack::object small_[8];  // elements of a short array of scalars (the fast path)
 };
 
 // The byte length of each of the first `count` objects of a stream, to split a chunk
