@@ -42,9 +42,19 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
 void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
   switch (m.cmd) {
     case proto::Cmd::ready:
-      on_ready(m.peer, proto::decode<proto::Ready>(m));
+      on_ready(m.peer, proto::decode<proto::Ready>(m), now);
       break;
+    case proto::Cmd::heartbeat: {
+      if (m.peer.empty() || m.peer.back() != proto::kHeartbeatSuffix)
+        throw SerializationError("heartbeat: not from a heartbeat socket");
+      const std::string id = m.peer.substr(0, m.peer.size() - 1);
+      if (executors_.count(id) == 0) return;  // unknown (declared lost): no echo, it re-registers
+      seen(id, now);
+      outbox_.push_back({Side::worker, proto::make(proto::Cmd::heartbeat, std::vector<int>{}, m.peer)});
+      return;
+    }
     case proto::Cmd::done:
+      seen(m.peer, now);
       on_done(m.peer, m);
       break;
     case proto::Cmd::agent_hello:
@@ -67,8 +77,11 @@ void BrokerCore::submit(const std::string& client, proto::ChunkSpec spec, zmq::m
   ++queue_live_;
 }
 
-void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r) {
+void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePoint now) {
   Executor& e = executors_[peer];
+  e.expiry = std::chrono::milliseconds(std::uint64_t{std::max(r.heartbeat_ms, 1u)} *
+                                       std::max(r.liveness, 1u));
+  seen(peer, now);
   e.agent = r.agent;
   e.pid = r.pid;
   e.name = r.host + ":" + std::to_string(r.pid);
@@ -293,7 +306,41 @@ void BrokerCore::cancel_client(const std::string& client) {
   }
 }
 
+void BrokerCore::seen(const std::string& id, TimePoint now) {
+  auto it = executors_.find(id);
+  if (it == executors_.end()) return;
+  it->second.last_seen = now;
+  next_sweep_ = std::min(next_sweep_, now + it->second.expiry);
+}
+
+// Paranoid Pirate: an executor silent for its whole liveness window (stopped, hung in
+// the kernel, its host gone) is lost; its chunks are retried elsewhere and its agent is
+// told to kill it, so it cannot come back with stale work. One pass over the executors
+// per expiry window at most, never per task.
+void BrokerCore::expire_silent(TimePoint now) {
+  if (now < next_sweep_) return;
+  next_sweep_ = TimePoint::max();
+  std::vector<std::string> lost;
+  for (auto& [id, e] : executors_) {
+    if (e.last_seen + e.expiry <= now)
+      lost.push_back(id);
+    else
+      next_sweep_ = std::min(next_sweep_, e.last_seen + e.expiry);
+  }
+  for (const std::string& id : lost) {
+    const Executor& e = executors_.at(id);
+    const std::string reason =
+        "stopped answering (no heartbeat for " +
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.expiry).count()) + " ms)";
+    auto agent = agents_.find(e.agent);
+    if (agent != agents_.end())
+      outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second)});
+    drop_executor(id, true, reason);
+  }
+}
+
 void BrokerCore::on_tick(TimePoint now) {
+  expire_silent(now);
   while (!deadlines_.empty() && deadlines_.top().at <= now) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
@@ -312,7 +359,7 @@ void BrokerCore::on_tick(TimePoint now) {
 }
 
 TimePoint BrokerCore::next_deadline() const {
-  return deadlines_.empty() ? TimePoint::max() : deadlines_.top().at;
+  return std::min(next_sweep_, deadlines_.empty() ? TimePoint::max() : deadlines_.top().at);
 }
 
 std::vector<Outgoing> BrokerCore::take_outbox() {

@@ -69,6 +69,8 @@ class BrokerCore {
     bool doomed = false;         // being killed: no more work
     bool timed = false;          // runs a chunk with a time limit: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
+    TimePoint last_seen{};
+    Clock::duration expiry{};  // silence longer than this: lost
   };
   struct ReadyEntry {
     std::string id;
@@ -82,7 +84,7 @@ class BrokerCore {
   };
 
   void submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args);
-  void on_ready(const std::string& peer, const proto::Ready& r);
+  void on_ready(const std::string& peer, const proto::Ready& r, TimePoint now);
   void on_done(const std::string& peer, proto::Message& m);
   void on_exited(const std::string& agent_peer, const proto::Exited& e);
   void cancel_client(const std::string& client);
@@ -94,6 +96,8 @@ class BrokerCore {
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values);
   void kill_executor(const std::string& id);
+  void expire_silent(TimePoint now);
+  void seen(const std::string& id, TimePoint now);
   void drop_executor(const std::string& id, bool its_fault, const std::string& reason);
   std::size_t bundle_size() const;
 
@@ -105,6 +109,7 @@ class BrokerCore {
   std::unordered_map<std::uint64_t, std::string> agents_;  // agent id -> routing id
   std::vector<std::deque<ReadyEntry>> ready_;  // by inflight count, so idle executors go first
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  TimePoint next_sweep_ = TimePoint::max();  // when the next silent executor may expire
   std::vector<Outgoing> outbox_;
   Counters counters_;
 };

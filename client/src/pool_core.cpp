@@ -27,6 +27,8 @@ void validate(const PoolOptions& o) {
   if (o.maxtasksperchild < 0) bad("maxtasksperchild", o.maxtasksperchild);
   if (o.max_retries < 0) bad("max_retries", o.max_retries);
   if (o.task_timeout.count() < 0) bad("task_timeout", o.task_timeout.count());
+  if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
+    throw std::invalid_argument("PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
 }
 
 // In the forked agent: keep stdio and the pipe; other descriptors belong to the client
@@ -80,6 +82,8 @@ void PoolCore::start_local() {
     a.maxtasksperchild = options_.maxtasksperchild;
     a.initializer = options_.initializer;
     a.parent_fd = fds[0];
+    a.heartbeat_ms = static_cast<std::uint32_t>(options_.heartbeat_interval.count());
+    a.liveness = static_cast<std::uint32_t>(options_.heartbeat_liveness);
     int rc = 1;
     try {
       rc = worker::run_agent(a);

@@ -24,6 +24,7 @@ bool known(std::uint8_t c) {
     case Cmd::agent_hello:
     case Cmd::exited:
     case Cmd::kill:
+    case Cmd::heartbeat:
       return true;
   }
   return false;

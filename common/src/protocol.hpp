@@ -32,7 +32,11 @@ enum class Cmd : std::uint8_t {
   agent_hello = 0x13,  // A->B header: AgentHello
   exited = 0x14,       // A->B header: Exited               an executor process ended
   kill = 0x15,         // B->A header: Kill                 kill one executor
+  heartbeat = 0x16,    // E->B from the executor's heartbeat socket, echoed B->E; header: []
 };
+
+// An executor's heartbeat socket uses its routing id plus this suffix.
+inline constexpr char kHeartbeatSuffix = 'h';
 
 // One chunk as the client submits it: tasks seq .. seq+count-1 of this client.
 struct ChunkSpec {
@@ -65,7 +69,9 @@ struct Ready {
   std::string host;
   std::uint32_t credit = 1;      // TASK messages it accepts before the first DONE
   std::uint32_t max_bundle = 0;  // chunks per TASK message it accepts; 0 = any
-  MSGPACK_DEFINE(agent, pid, host, credit, max_bundle)
+  std::uint32_t heartbeat_ms = 1000;  // it sends a HEARTBEAT this often, busy or not
+  std::uint32_t liveness = 3;         // heartbeats missed before the broker declares it lost
+  MSGPACK_DEFINE(agent, pid, host, credit, max_bundle, heartbeat_ms, liveness)
 };
 
 struct AgentHello {

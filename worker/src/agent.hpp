@@ -14,6 +14,8 @@ struct AgentOptions {
   std::function<void()> initializer;
   int parent_fd = -1;  // local mode: read end of a pipe the client holds; EOF = client gone
   std::uint32_t credit = 2;  // TASK messages an executor accepts ahead
+  std::uint32_t heartbeat_ms = 1000;  // Paranoid Pirate timing: interval and liveness
+  std::uint32_t liveness = 3;
 };
 
 // Runs the agent: forks `processes` executors, reports each one's exit to the broker at

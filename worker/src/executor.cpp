@@ -2,8 +2,10 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <optional>
+#include <thread>
 #include <zmq.hpp>
 
 #include "agent.hpp"
@@ -39,6 +41,64 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   frames.push_back(proto::encode_errors(out.errors));
   frames.push_back(proto::to_frame(std::move(out.values)));
 }
+
+// The executor's heartbeat: a thread with its own socket, so that a task running for
+// minutes still shows the broker that its process is alive (a stopped process sends
+// nothing). When the broker's echoes stop for the liveness window, it tells the main
+// loop through `inproc://heartbeat`, which registers again (the broker may have restarted).
+class Heartbeat {
+ public:
+  Heartbeat(zmq::context_t& ctx, const AgentOptions& o, const std::string& id)
+      : ctx_(ctx), options_(o), id_(id + proto::kHeartbeatSuffix), signal_(ctx, zmq::socket_type::pair) {
+    signal_.bind("inproc://heartbeat");
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Heartbeat() {
+    stop_ = true;
+    thread_.join();
+  }
+  zmq::socket_t& signal() { return signal_; }
+
+ private:
+  void run() {
+    zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::routing_id, id_);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect(options_.endpoint);
+    zmq::socket_t tell(ctx_, zmq::socket_type::pair);
+    tell.set(zmq::sockopt::linger, 0);
+    tell.connect("inproc://heartbeat");
+    const auto interval = std::chrono::milliseconds(options_.heartbeat_ms);
+    auto last_echo = std::chrono::steady_clock::now();
+    auto next_beat = last_echo;
+    zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+    while (!stop_) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_beat) {
+        proto::send(sock, proto::make(proto::Cmd::heartbeat, std::vector<int>{}), false);
+        next_beat = now + interval;
+      }
+      if (now - last_echo > interval * options_.liveness) {
+        tell.send(zmq::str_buffer("lost"), zmq::send_flags::dontwait);
+        last_echo = now;
+      }
+      // Short polls so that the destructor's stop flag is seen promptly.
+      zmq::poll(&item, 1, std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
+      while (true) {
+        zmq::message_t m;
+        if (!sock.recv(m, zmq::recv_flags::dontwait)) break;
+        last_echo = std::chrono::steady_clock::now();  // any frame from the broker is an echo
+      }
+    }
+  }
+
+  zmq::context_t& ctx_;
+  const AgentOptions& options_;
+  std::string id_;
+  zmq::socket_t signal_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 void restore_signals() {
   sigset_t none;
@@ -80,16 +140,30 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     }
 
     const int max = options.maxtasksperchild;
-    proto::Ready ready{agent, pid, detail::hostname(),
+    proto::Ready ready{agent,
+                       pid,
+                       detail::hostname(),
                        max > 0 ? std::min<std::uint32_t>(options.credit, max) : options.credit,
-                       max > 0 ? 1u : 0u};
+                       max > 0 ? 1u : 0u,
+                       options.heartbeat_ms,
+                       options.liveness};
     proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
+    Heartbeat heartbeat(ctx, options, proto::executor_id(agent, pid));
+    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
+                               {heartbeat.signal().handle(), 0, ZMQ_POLLIN, 0}};
 
     int chunks_done = 0;
     while (max == 0 || chunks_done < max) {
       std::optional<proto::Message> m;
       try {
-        m = proto::recv(sock, false, zmq::recv_flags::none);
+        zmq::poll(items, 2, std::chrono::milliseconds(-1));
+        if (items[1].revents & ZMQ_POLLIN) {
+          zmq::message_t lost;
+          (void)heartbeat.signal().recv(lost);
+          proto::send(sock, proto::make(proto::Cmd::ready, ready), false);  // register again
+        }
+        if (!(items[0].revents & ZMQ_POLLIN)) continue;
+        m = proto::recv(sock, false, zmq::recv_flags::dontwait);
       } catch (const SerializationError& e) {
         detail::log().warn("executor: dropped a malformed message: {}", e.what());
         continue;
