@@ -46,7 +46,9 @@ std::string agent_id(std::uint64_t agent) {
 
 zmq::message_t to_frame(msgpack::sbuffer&& buf) {
   const std::size_t size = buf.size();
-  if (size == 0) return zmq::message_t();
+  // Small frames are copied into ZeroMQ's inline storage: cheaper than the refcount block
+  // that a zero-copy frame needs.
+  if (size <= 64) return zmq::message_t(buf.data(), size);
   char* data = buf.release();  // malloc'd by sbuffer; ZeroMQ frees it when sent
   return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
 }

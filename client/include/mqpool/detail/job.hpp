@@ -35,7 +35,7 @@ std::exception_ptr to_exception(const WireError& e);
 struct EncodedChunk {
   std::uint64_t first = 0;
   std::uint32_t count = 0;
-  msgpack::sbuffer args;
+  msgpack::sbuffer args{64};  // grows by doubling; most chunks of small tasks stay tiny
 };
 
 // Packs argument tuples into chunks of up to `chunksize` tasks and, when `byte_cap` is
