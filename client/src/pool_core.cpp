@@ -27,6 +27,8 @@ void validate(const PoolOptions& o) {
   if (o.maxtasksperchild < 0) bad("maxtasksperchild", o.maxtasksperchild);
   if (o.max_retries < 0) bad("max_retries", o.max_retries);
   if (o.task_timeout.count() < 0) bad("task_timeout", o.task_timeout.count());
+  if (o.connect_timeout.count() <= 0)
+    throw std::invalid_argument("PoolOptions::connect_timeout must be > 0");
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
     throw std::invalid_argument("PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
 }
@@ -54,7 +56,8 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
   if (!options_.connect.empty()) {
     processes_ = options_.processes > 0 ? options_.processes : 8;
     session_ = std::make_unique<Session>(ctx_, options_.connect,
-                                         static_cast<std::uint32_t>(options_.max_retries));
+                                         static_cast<std::uint32_t>(options_.max_retries),
+                                         options_.connect_timeout);
     return;
   }
   processes_ = options_.processes > 0
@@ -96,10 +99,19 @@ void PoolCore::start_local() {
   agent_pid_ = pid;
   agent_pipe_ = fds[1];
 
-  const std::string frontend = "inproc://mqpool-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  broker_ = std::make_unique<broker::Loop>(ctx_, frontend, backend);
-  broker_thread_ = std::thread([this] { broker_->run(); });
-  session_ = std::make_unique<Session>(ctx_, frontend, static_cast<std::uint32_t>(options_.max_retries));
+  try {
+    const std::string frontend =
+        "inproc://mqpool-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+    broker_ = std::make_unique<broker::Loop>(ctx_, frontend, backend);
+    broker_thread_ = std::thread([this] { broker_->run(); });
+    session_ = std::make_unique<Session>(ctx_, frontend,
+                                         static_cast<std::uint32_t>(options_.max_retries));
+  } catch (...) {
+    stop_agent(true);  // the destructor will not run: leave no process behind
+    ctx_.shutdown();
+    if (broker_thread_.joinable()) broker_thread_.join();
+    throw;
+  }
 }
 
 PoolCore::~PoolCore() {

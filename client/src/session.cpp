@@ -22,15 +22,42 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries)
+Session::Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries,
+                 std::chrono::milliseconds connect_timeout)
     : sock_(ctx, zmq::socket_type::dealer), max_retries_(max_retries) {
   sock_.set(zmq::sockopt::sndhwm, 0);
   sock_.set(zmq::sockopt::rcvhwm, 0);
   sock_.set(zmq::sockopt::linger, 0);
-  sock_.connect(endpoint);
+  if (connect_timeout.count() > 0)
+    await_handshake(ctx, endpoint, connect_timeout);
+  else
+    sock_.connect(endpoint);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   thread_ = std::thread([this] { run(); });
+}
+
+// ZeroMQ connects in the background and retries for ever; a pool on a wrong address
+// should say so instead. The socket monitor reports the finished ZMTP handshake.
+void Session::await_handshake(zmq::context_t& ctx, const std::string& endpoint,
+                              std::chrono::milliseconds timeout) {
+  const std::string addr = "inproc://mqpool-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  if (zmq_socket_monitor(sock_.handle(), addr.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+    throw zmq::error_t();
+  zmq::socket_t mon(ctx, zmq::socket_type::pair);
+  mon.set(zmq::sockopt::linger, 0);
+  mon.connect(addr);
+  try {
+    sock_.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+  }
+  zmq::pollitem_t item{mon.handle(), 0, ZMQ_POLLIN, 0};
+  const bool ok = zmq::poll(&item, 1, timeout) > 0;
+  zmq_socket_monitor(sock_.handle(), nullptr, 0);
+  if (!ok)
+    throw ConnectionError("no broker answered at " + endpoint + " within " +
+                          std::to_string(timeout.count()) + " ms");
 }
 
 Session::~Session() {

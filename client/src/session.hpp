@@ -20,8 +20,11 @@ namespace mqpool::detail {
 
 class Session {
  public:
-  // Connects to the broker's client endpoint and starts the I/O thread.
-  Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries);
+  // Connects to the broker's client endpoint and starts the I/O thread. With a
+  // `connect_timeout`, first waits that long for the connection's handshake and throws
+  // ConnectionError if it does not complete.
+  Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries,
+          std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(0));
   // Stops the I/O thread; outcomes still in flight are dropped.
   ~Session();
   Session(const Session&) = delete;
@@ -53,6 +56,8 @@ class Session {
     bool last = false;
   };
 
+  void await_handshake(zmq::context_t& ctx, const std::string& endpoint,
+                       std::chrono::milliseconds timeout);
   void push(Op&& op);
   void run();
   void process(std::vector<Op>& ops);

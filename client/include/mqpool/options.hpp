@@ -21,6 +21,8 @@ struct PoolOptions {
   // interval * liveness (stopped, hung, its host gone) is lost; its tasks are retried.
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;
+  // Cluster pools: how long the constructor waits for the broker before ConnectionError.
+  std::chrono::milliseconds connect_timeout{10000};
 };
 
 template <class R>
