@@ -26,6 +26,12 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
       auto specs = proto::decode<std::vector<proto::ChunkSpec>>(m);
       if (specs.size() != m.frames.size())
         throw SerializationError("submit: chunk count and frame count differ");
+      // Every task takes at least one byte of arguments; a count its frame cannot hold
+      // would make later failure paths allocate per declared task.
+      for (std::size_t i = 0; i < specs.size(); ++i)
+        if (specs[i].count == 0 || specs[i].count > m.frames[i].size())
+          throw SerializationError("submit: chunk declares " + std::to_string(specs[i].count) +
+                                   " tasks in " + std::to_string(m.frames[i].size()) + " bytes");
       for (std::size_t i = 0; i < specs.size(); ++i)
         submit(m.peer, std::move(specs[i]), std::move(m.frames[i]));
       break;
@@ -88,23 +94,37 @@ void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePo
   e.capacity = std::clamp<std::uint32_t>(r.credit, 1, 16);
   e.max_bundle = r.max_bundle;
   if (ready_.size() < e.capacity) ready_.resize(e.capacity);
-  offer(peer, e);
+  e.id = &executors_.find(peer)->first;
+  offer(e);
 }
 
-// Puts the executor in the ready bucket of its current load, if it has credit left.
-void BrokerCore::offer(const std::string& id, Executor& e) {
-  ++e.ticket;
+void BrokerCore::unlink(Executor& e) {
+  if (e.bucket < 0) return;
+  ReadyList& l = ready_[static_cast<std::size_t>(e.bucket)];
+  (e.prev ? e.prev->next : l.head) = e.next;
+  (e.next ? e.next->prev : l.tail) = e.prev;
+  e.prev = e.next = nullptr;
+  e.bucket = -1;
+}
+
+// Moves the executor to the tail of the ready list of its current load, or off the
+// lists when it has no credit left or must get no work.
+void BrokerCore::offer(Executor& e) {
+  unlink(e);
   if (e.doomed || e.timed || e.inflight >= e.capacity) return;
-  ready_[e.inflight].push_back(ReadyEntry{id, e.ticket});
+  ReadyList& l = ready_[e.inflight];
+  e.bucket = static_cast<int>(e.inflight);
+  e.prev = l.tail;
+  (l.tail ? l.tail->next : l.head) = &e;
+  l.tail = &e;
 }
 
-BrokerCore::ExecutorSlot* BrokerCore::pop_ready() {
-  for (auto& bucket : ready_) {
-    while (!bucket.empty()) {
-      ReadyEntry r = std::move(bucket.front());
-      bucket.pop_front();
-      auto it = executors_.find(r.id);
-      if (it != executors_.end() && it->second.ticket == r.ticket) return &*it;
+BrokerCore::Executor* BrokerCore::pop_ready() {
+  for (ReadyList& l : ready_) {
+    if (l.head != nullptr) {
+      Executor* e = l.head;
+      unlink(*e);
+      return e;
     }
   }
   return nullptr;
@@ -119,10 +139,9 @@ std::size_t BrokerCore::bundle_size() const {
 
 void BrokerCore::dispatch(TimePoint now) {
   while (queue_live_ > 0) {
-    ExecutorSlot* slot = pop_ready();
-    if (slot == nullptr) return;
-    const std::string& id = slot->first;
-    Executor* e = &slot->second;
+    Executor* e = pop_ready();
+    if (e == nullptr) return;
+    const std::string& id = *e->id;
     std::vector<proto::TaskSpec> specs;
     std::vector<zmq::message_t> frames;
     const std::size_t limit = e->max_bundle > 0 ? std::min<std::size_t>(bundle_size(), e->max_bundle)
@@ -139,7 +158,7 @@ void BrokerCore::dispatch(TimePoint now) {
       // nothing else meanwhile: its clock then measures the task itself, not a queue.
       if (c.spec.timeout_ms > 0 && !specs.empty()) break;
       if (c.spec.timeout_ms > 0 && e->inflight > 0) {
-        offer(id, *e);
+        offer(*e);
         return;  // ready_ gave the least-loaded executor first: none is idle
       }
       queue_.pop_front();
@@ -156,14 +175,14 @@ void BrokerCore::dispatch(TimePoint now) {
       }
     }
     if (specs.empty()) {
-      offer(id, *e);
+      offer(*e);
       return;
     }
     ++e->inflight;
     proto::Message m = proto::make(proto::Cmd::task, specs, id);
     m.frames = std::move(frames);
     outbox_.push_back({Side::worker, std::move(m)});
-    offer(id, *e);
+    offer(*e);
   }
 }
 
@@ -201,7 +220,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m) {
   if (ex != executors_.end() && ex->second.inflight > 0) {
     --ex->second.inflight;
     ex->second.timed = false;
-    offer(peer, ex->second);
+    offer(ex->second);
   }
 }
 
@@ -219,6 +238,7 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
+  unlink(it->second);
   Executor ex = std::move(it->second);
   executors_.erase(it);
   const bool penalise = its_fault && !ex.doomed;
@@ -281,7 +301,7 @@ void BrokerCore::kill_executor(const std::string& id) {
   if (it == executors_.end() || it->second.doomed) return;
   Executor& ex = it->second;
   ex.doomed = true;
-  ++ex.ticket;  // no more work for it
+  unlink(ex);  // no more work for it
   auto agent = agents_.find(ex.agent);
   if (agent != agents_.end())
     outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{ex.pid}, agent->second)});

@@ -65,16 +65,21 @@ class BrokerCore {
     std::uint32_t capacity = 1;
     std::uint32_t max_bundle = 0;
     std::uint32_t inflight = 0;  // TASK messages without a DONE
-    std::uint64_t ticket = 0;    // the one valid entry in ready_
+    // Intrusive links of the ready list it is on (bucket < 0: on none). unordered_map
+    // nodes never move, so these pointers stay valid until the executor is erased.
+    int bucket = -1;
+    Executor* prev = nullptr;
+    Executor* next = nullptr;
+    const std::string* id = nullptr;
     bool doomed = false;         // being killed: no more work
     bool timed = false;          // runs a chunk with a time limit: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
   };
-  struct ReadyEntry {
-    std::string id;
-    std::uint64_t ticket;
+  struct ReadyList {
+    Executor* head = nullptr;
+    Executor* tail = nullptr;
   };
   struct Deadline {
     TimePoint at;
@@ -89,9 +94,9 @@ class BrokerCore {
   void on_exited(const std::string& agent_peer, const proto::Exited& e);
   void cancel_client(const std::string& client);
   void dispatch(TimePoint now);
-  void offer(const std::string& id, Executor& e);
-  using ExecutorSlot = std::pair<const std::string, Executor>;
-  ExecutorSlot* pop_ready();
+  void offer(Executor& e);
+  Executor* pop_ready();
+  void unlink(Executor& e);
   void requeue(std::uint64_t id, bool penalise, const std::string& reason);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values);
@@ -107,7 +112,9 @@ class BrokerCore {
   std::size_t queue_live_ = 0;
   std::unordered_map<std::string, Executor> executors_;
   std::unordered_map<std::uint64_t, std::string> agents_;  // agent id -> routing id
-  std::vector<std::deque<ReadyEntry>> ready_;  // by inflight count, so idle executors go first
+  // Executors with credit left, one list per number of TASKs in flight, so that idle
+  // executors get work first. Each executor is on at most one list: O(1) moves.
+  std::vector<ReadyList> ready_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   TimePoint next_sweep_ = TimePoint::max();  // when the next silent executor may expire
   std::vector<Outgoing> outbox_;

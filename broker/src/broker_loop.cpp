@@ -45,6 +45,11 @@ void Loop::drain(zmq::socket_t& s, bool from_client) {
       ++core_.mutable_counters().malformed;
       detail::log().warn("broker: dropped a malformed message from a {}: {}",
                          from_client ? "client" : "worker", e.what());
+    } catch (const std::exception& e) {
+      // Nothing a peer sends may end the broker (std::bad_alloc included).
+      ++core_.mutable_counters().malformed;
+      detail::log().error("broker: failed to handle a message from a {}: {}",
+                          from_client ? "client" : "worker", e.what());
     }
   }
 }

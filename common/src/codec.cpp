@@ -116,7 +116,7 @@ void Reader::expect_end() const {
 
 std::vector<std::size_t> object_sizes(const void* data, std::size_t size, std::size_t count) {
   std::vector<std::size_t> out;
-  out.reserve(count);
+  out.reserve(std::min(count, size));  // each object takes a byte: never trust `count` alone
   Reader reader(data, size);
   std::size_t start = 0;
   for (std::size_t i = 0; i < count; ++i) {

@@ -1,0 +1,278 @@
+// BrokerCore at scale (issue 4, item 3): 1,000 and 10,000 simulated executors, 100
+// clients, every TASK answered with a DONE. Prints the dispatch rate and the broker's
+// cost per dispatched chunk; exits non-zero only if a chunk got no RESULT or more than
+// one (the figures are never pass/fail).
+//
+//   bench_broker_scale [--executors 1000,10000] [--clients 100] [--chunks 200000]
+//                      [--batch 100] [--credit 2]
+//
+// Two scenarios per executor count, both with single-task chunks:
+//   steady  clients submit a batch at a time and executors answer at once: a shallow
+//           queue and mostly idle executors (the ready-list's idle bucket is hot);
+//   deep    every chunk is submitted first, then executors answer one TASK at a time:
+//           a deep queue and every executor saturated.
+// Each runs twice: executors asking for one chunk per TASK (max_bundle 1), so that the
+// cost per chunk is the cost per dispatch, and letting the broker bundle (max_bundle 0).
+// Only the time spent inside BrokerCore calls is counted as the broker's cost; building
+// and decoding the simulated peers' messages is not.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker_core.hpp"
+#include "protocol.hpp"
+
+namespace {
+
+namespace proto = mqpool::proto;
+using mqpool::broker::BrokerCore;
+using mqpool::broker::Clock;
+using mqpool::broker::TimePoint;
+using proto::Cmd;
+
+struct Options {
+  std::vector<std::size_t> executors{1000, 10000};
+  std::size_t clients = 100;
+  std::size_t chunks = 200000;
+  std::size_t batch = 100;
+  std::uint32_t credit = 2;
+};
+
+struct Figures {
+  std::size_t task_messages = 0, dispatched = 0, results = 0;
+  double broker_s = 0, wall_s = 0;
+  std::vector<std::string> errors;
+};
+
+class Simulation {
+ public:
+  Simulation(const Options& o, std::size_t executors, std::uint32_t max_bundle)
+      : o_(o), next_seq_(o.clients, 0), seen_(o.clients) {
+    for (std::size_t c = 0; c < o.clients; ++c) {
+      client_ids_.push_back("client-" + std::to_string(c));
+      client_index_[client_ids_.back()] = c;
+      seen_[c].assign(o.chunks / o.clients + 1, 0);
+    }
+    constexpr std::size_t kPerAgent = 16;  // executors per simulated host
+    for (std::size_t i = 0; i < executors; ++i) {
+      const std::uint64_t agent = i / kPerAgent + 1;
+      const auto pid = static_cast<std::uint32_t>(i + 1000);
+      if (i % kPerAgent == 0)
+        timed([&] {
+          core_.on_worker(proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host"},
+                                      proto::agent_id(agent)),
+                          now_);
+        });
+      timed([&] {
+        core_.on_worker(
+            proto::make(Cmd::ready, proto::Ready{agent, pid, "host", o.credit, max_bundle},
+                        proto::executor_id(agent, pid)),
+            now_);
+      });
+    }
+    f_ = Figures{};  // joining is not dispatch
+    broker_ = Clock::duration::zero();
+  }
+
+  Figures run(bool deep) {
+    const auto start = Clock::now();
+    if (deep) {
+      while (submitted_ < o_.chunks) submit_batch();
+      drain();
+      for (std::size_t i = 0; i < pending_.size(); ++i) {  // grows as DONEs free credit
+        answer(pending_[i]);
+        drain();
+      }
+    } else {
+      while (f_.results < o_.chunks) {
+        const std::size_t before = f_.results + pending_.size();
+        if (submitted_ < o_.chunks) submit_batch();
+        drain();
+        std::vector<proto::Message> round;
+        round.swap(pending_);
+        for (auto& m : round) answer(m);
+        drain();
+        if (submitted_ >= o_.chunks && f_.results + pending_.size() == before) {
+          f_.errors.push_back("stalled with " + std::to_string(o_.chunks - f_.results) +
+                              " chunks left");
+          break;
+        }
+      }
+    }
+    f_.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+    f_.broker_s = std::chrono::duration<double>(broker_).count();
+    check();
+    return f_;
+  }
+
+ private:
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = Clock::now();
+    f();
+    broker_ += Clock::now() - t0;
+  }
+
+  void submit_batch() {
+    const std::size_t c = next_client_++ % o_.clients;
+    std::vector<proto::ChunkSpec> specs;
+    std::vector<zmq::message_t> frames;
+    for (std::size_t i = 0; i < o_.batch && submitted_ < o_.chunks; ++i, ++submitted_) {
+      const std::uint64_t seq = next_seq_[c]++;
+      specs.push_back(proto::ChunkSpec{seq, 1, "fn", 0, 3});
+      const unsigned char args[] = {0x91, static_cast<unsigned char>(seq & 0x7f)};  // (seq % 128,)
+      frames.emplace_back(args, sizeof args);
+    }
+    proto::Message m = proto::make(Cmd::submit, specs, client_ids_[c]);
+    m.frames = std::move(frames);
+    timed([&] { core_.on_client(std::move(m), now_); });
+  }
+
+  void drain() {
+    std::vector<mqpool::broker::Outgoing> out;
+    timed([&] {
+      core_.on_tick(now_);
+      out = core_.take_outbox();
+    });
+    for (auto& o : out) {
+      if (o.msg.cmd == Cmd::task) {
+        ++f_.task_messages;
+        pending_.push_back(std::move(o.msg));
+      } else if (o.msg.cmd == Cmd::result) {
+        record(o.msg);
+      } else {
+        error("unexpected command " + std::to_string(int(o.msg.cmd)));
+      }
+    }
+  }
+
+  void answer(proto::Message& task) {
+    const auto specs = proto::decode<std::vector<proto::TaskSpec>>(task);
+    std::vector<std::uint64_t> ids;
+    proto::Message done = proto::make(Cmd::done, ids, task.peer);
+    for (const auto& s : specs) {
+      if (s.count != 1) error("a TASK chunk with count " + std::to_string(s.count));
+      ids.push_back(s.chunk);
+      done.frames.emplace_back();                          // no errors
+      done.frames.emplace_back(std::string_view("\xc0"));  // one nil value
+    }
+    f_.dispatched += specs.size();
+    done.header = proto::encode(ids);
+    timed([&] { core_.on_worker(std::move(done), now_); });
+  }
+
+  void record(const proto::Message& m) {
+    const auto it = client_index_.find(m.peer);
+    const auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
+    if (it == client_index_.end() || specs.size() != 1 || specs[0].count != 1 ||
+        m.frames.size() != 2 || m.frames[1].size() != 1 || m.frames[0].size() != 0)
+      return error("a malformed or misaddressed RESULT");
+    auto& seen = seen_[it->second];
+    if (specs[0].seq >= seen.size() || seen[specs[0].seq]++ != 0)
+      return error("a second RESULT for seq " + std::to_string(specs[0].seq));
+    ++f_.results;
+  }
+
+  void check() {
+    for (std::size_t c = 0; c < o_.clients; ++c)
+      for (std::uint64_t s = 0; s < next_seq_[c]; ++s)
+        if (seen_[c][s] != 1)
+          error(client_ids_[c] + " seq " + std::to_string(s) + ": " +
+                std::to_string(int(seen_[c][s])) + " RESULTs");
+    if (f_.results != o_.chunks)
+      error(std::to_string(f_.results) + " RESULTs for " + std::to_string(o_.chunks));
+    if (core_.queued() != 0 || core_.running() != 0) error("chunks left in the broker");
+    if (core_.counters().duplicates != 0) error("duplicates counted");
+  }
+
+  void error(std::string what) {
+    if (f_.errors.size() < 10) f_.errors.push_back(std::move(what));
+  }
+
+  const Options& o_;
+  BrokerCore core_;
+  TimePoint now_ = TimePoint{} + std::chrono::hours(1);
+  Clock::duration broker_{};
+  Figures f_;
+  std::vector<std::string> client_ids_;
+  std::unordered_map<std::string, std::size_t> client_index_;
+  std::vector<std::uint64_t> next_seq_;
+  std::vector<std::vector<std::uint8_t>> seen_;
+  std::vector<proto::Message> pending_;
+  std::size_t next_client_ = 0, submitted_ = 0;
+};
+
+std::vector<std::size_t> parse_list(const std::string& s) {
+  std::vector<std::size_t> out;
+  for (std::size_t pos = 0; pos <= s.size();) {
+    const std::size_t comma = std::min(s.find(',', pos), s.size());
+    out.push_back(std::strtoull(s.substr(pos, comma - pos).c_str(), nullptr, 10));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+bool parse(int argc, char** argv, Options& o) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const char* v = argv[i + 1];
+    if (k == "--executors")
+      o.executors = parse_list(v);
+    else if (k == "--clients")
+      o.clients = std::strtoull(v, nullptr, 10);
+    else if (k == "--chunks")
+      o.chunks = std::strtoull(v, nullptr, 10);
+    else if (k == "--batch")
+      o.batch = std::strtoull(v, nullptr, 10);
+    else if (k == "--credit")
+      o.credit = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else
+      return false;
+  }
+  return argc % 2 == 1 && o.clients > 0 && o.batch > 0 && !o.executors.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (!parse(argc, argv, o)) {
+    std::fprintf(
+        stderr, "usage: %s [--executors N,M] [--clients N] [--chunks N] [--batch N] [--credit N]\n",
+        argv[0]);
+    return 2;
+  }
+  std::printf(
+      "BrokerCore dispatch: %zu single-task chunks from %zu clients, SUBMIT batches of %zu, "
+      "credit %u\n\n",
+      o.chunks, o.clients, o.batch, o.credit);
+  std::printf("%9s %-7s %10s %9s %11s %10s %12s %11s\n", "executors", "queue", "max_bundle",
+              "TASK msgs", "chunks/TASK", "broker s", "chunks/s", "ns/chunk");
+  int failures = 0;
+  for (std::size_t n : o.executors) {
+    for (bool deep : {false, true}) {
+      for (std::uint32_t max_bundle : {1u, 0u}) {
+        Simulation sim(o, n, max_bundle);
+        const Figures f = sim.run(deep);
+        const double per_task_msg =
+            f.task_messages ? double(f.dispatched) / double(f.task_messages) : 0.0;
+        std::printf("%9zu %-7s %10u %9zu %11.2f %10.3f %12.0f %11.0f\n", n,
+                    deep ? "deep" : "steady", max_bundle, f.task_messages, per_task_msg, f.broker_s,
+                    f.broker_s > 0 ? double(f.dispatched) / f.broker_s : 0.0,
+                    f.dispatched ? f.broker_s * 1e9 / double(f.dispatched) : 0.0);
+        for (const auto& e : f.errors) {
+          std::printf("  ERROR: %s\n", e.c_str());
+          ++failures;
+        }
+      }
+    }
+  }
+  std::printf("\n%s\n", failures == 0 ? "every chunk got exactly one RESULT" : "FAILED");
+  return failures == 0 ? 0 : 1;
+}

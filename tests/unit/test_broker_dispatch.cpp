@@ -1,0 +1,281 @@
+// BrokerCore dispatch: SUBMIT -> TASK within credit, DONE -> RESULT, load balancing,
+// bundling. No sockets, no sleeps: the harness feeds messages and reads the outbox.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "broker_harness.hpp"
+
+namespace unit_broker {
+namespace {
+
+TEST(BrokerDispatch, NothingIsSentWithoutAnExecutor) {
+  Harness h;
+  h.submit("c1", {chunk(0, 4), chunk(4, 2)}, {int_args(0, 4), int_args(4, 2)});
+  EXPECT_TRUE(h.take().empty());
+  EXPECT_EQ(h.core.queued(), 2u);
+  EXPECT_EQ(h.core.running(), 0u);
+  EXPECT_EQ(h.core.counters().submitted, 6u);  // tasks, not chunks
+}
+
+TEST(BrokerDispatch, ChunksGoToAReadyExecutorAsTaskMessagesNeverBeyondItsCredit) {
+  Harness h;
+  h.ready(1, 100, /*credit=*/2, /*max_bundle=*/1);
+  EXPECT_TRUE(h.take().empty());
+  h.submit("c1", {chunk(10, 3, 0, 3, "f"), chunk(13), chunk(14), chunk(15), chunk(16)},
+           {int_args(10, 3), int_args(13), int_args(14), int_args(15), int_args(16)});
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 2u);  // credit 2: two TASK messages, no more
+  for (const auto& s : sent) {
+    EXPECT_EQ(s.side, Side::worker);
+    EXPECT_EQ(s.cmd, Cmd::task);
+    EXPECT_EQ(s.peer, exec(1, 100));
+    ASSERT_EQ(s.tasks.size(), 1u);
+    ASSERT_EQ(s.frames.size(), 1u);  // one args frame per chunk
+  }
+  // Queue order, with the chunk's count, function and argument bytes as submitted.
+  EXPECT_EQ(sent[0].tasks[0].count, 3u);
+  EXPECT_EQ(sent[0].tasks[0].fn, "f");
+  EXPECT_EQ(bytes(sent[0].frames[0]), int_args(10, 3));
+  EXPECT_EQ(sent[1].tasks[0].count, 1u);
+  EXPECT_EQ(bytes(sent[1].frames[0]), int_args(13));
+  EXPECT_NE(sent[0].tasks[0].chunk, sent[1].tasks[0].chunk);
+  EXPECT_EQ(h.core.queued(), 3u);
+  EXPECT_EQ(h.core.running(), 2u);
+
+  h.submit_singles("c1", 17, 1);  // more work, but no credit left
+  EXPECT_TRUE(h.take().empty());
+
+  h.answer(sent[0]);  // one DONE returns one credit: exactly one more TASK
+  auto next = h.take();
+  ASSERT_EQ(only(next, Cmd::result).size(), 1u);
+  const auto tasks = only(next, Cmd::task);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(bytes(tasks[0]->frames[0]), int_args(14));
+}
+
+TEST(BrokerDispatch, CreditCountsTaskMessagesEvenWhenTheyCarrySeveralChunks) {
+  Harness h;
+  h.ready(1, 100, /*credit=*/1);
+  h.submit_singles("c1", 0, 40);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_GT(sent[0].tasks.size(), 1u);
+  h.submit_singles("c1", 40, 40);
+  EXPECT_TRUE(h.take().empty());
+  h.answer(sent[0]);
+  EXPECT_EQ(only(h.take(), Cmd::task).size(), 1u);
+}
+
+TEST(BrokerDispatch, AnExecutorThatJoinsLateGetsTheQueuedWork) {
+  Harness h;
+  h.submit_singles("c1", 0, 1);
+  h.ready(3, 300);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].peer, exec(3, 300));
+  EXPECT_EQ(h.core.executors(), 1u);
+}
+
+TEST(BrokerDispatch, DoneForwardsAResultToTheRightClientWithTheFramesUnchanged) {
+  Harness h;
+  h.ready(1, 100, 2, 1);
+  h.submit("alice", {chunk(7, 2)}, {int_args(0, 2)});
+  h.submit("bob", {chunk(50, 1)}, {int_args(5)});
+  auto tasks = h.take();
+  ASSERT_EQ(tasks.size(), 2u);
+  const std::uint64_t alice_chunk = tasks[0].tasks[0].chunk;
+  const std::uint64_t bob_chunk = tasks[1].tasks[0].chunk;
+
+  // bob's outcome first, with an error; the frames must reach bob byte for byte and
+  // without a copy (the broker moves payload frames, it never re-encodes them). Both are
+  // longer than ZeroMQ's inline "very small message" size, so data() is the buffer's.
+  const std::string errors = bytes(proto::encode_errors(
+      {{0, mqpool::WireError{mqpool::ErrorCode::task, "E", std::string(100, 'm'), "fn", "h:1"}}}));
+  const std::string values(64, '\xc0');
+  proto::Message done = proto::make(Cmd::done, std::vector<std::uint64_t>{bob_chunk}, exec(1, 100));
+  done.frames.emplace_back(errors.data(), errors.size());
+  done.frames.emplace_back(values.data(), values.size());
+  const void* errors_data = done.frames[0].data();
+  const void* values_data = done.frames[1].data();
+  h.core.on_worker(std::move(done), h.now);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].side, Side::client);
+  EXPECT_EQ(sent[0].cmd, Cmd::result);
+  EXPECT_EQ(sent[0].peer, "bob");
+  ASSERT_EQ(sent[0].results.size(), 1u);
+  EXPECT_EQ(sent[0].results[0].seq, 50u);
+  EXPECT_EQ(sent[0].results[0].count, 1u);
+  ASSERT_EQ(sent[0].frames.size(), 2u);
+  EXPECT_EQ(bytes(sent[0].frames[0]), errors);
+  EXPECT_EQ(bytes(sent[0].frames[1]), values);
+  EXPECT_EQ(sent[0].frames[0].data(), errors_data);
+  EXPECT_EQ(sent[0].frames[1].data(), values_data);
+
+  h.done(exec(1, 100), {alice_chunk}, {{"", "\x01\x02"}});
+  sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].peer, "alice");
+  EXPECT_EQ(sent[0].results[0].seq, 7u);
+  EXPECT_EQ(sent[0].results[0].count, 2u);
+  EXPECT_EQ(sent[0].frames[0].size(), 0u);
+  EXPECT_EQ(bytes(sent[0].frames[1]), "\x01\x02");
+
+  EXPECT_EQ(h.core.running(), 0u);
+  EXPECT_EQ(h.core.queued(), 0u);
+  EXPECT_EQ(h.core.counters().done, 3u);
+  EXPECT_EQ(h.core.counters().failed, 1u);
+  EXPECT_EQ(h.core.counters().duplicates, 0u);
+}
+
+TEST(BrokerDispatch, OneDoneForABundleAnswersEachChunkToItsOwnClient) {
+  Harness h;
+  h.submit("alice", {chunk(0), chunk(1)}, {int_args(0), int_args(1)});
+  h.submit("bob", {chunk(0), chunk(1)}, {int_args(10), int_args(11)});
+  h.ready(1, 100, 1);  // 4 queued, 1 executor: a bundle of 2
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_GE(sent[0].tasks.size(), 2u);
+  h.answer(sent[0]);
+  std::multiset<std::string> to;
+  for (const auto& r : only(h.take(), Cmd::result)) to.insert(r.peer);
+  EXPECT_EQ(to.size(), sent[0].tasks.size());  // one RESULT per chunk of the bundle
+  EXPECT_EQ(to.count("alice"), 2u);
+}
+
+TEST(BrokerDispatch, IdleExecutorsGetWorkBeforeBusyOnes) {
+  Harness h;
+  h.ready(1, 100, 2);
+  h.ready(2, 200, 2);
+  h.submit_singles("c1", 0, 2);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 2u);  // one each, though either could have taken both
+  EXPECT_NE(sent[0].peer, sent[1].peer);
+  EXPECT_EQ(sent[0].tasks.size(), 1u);
+  EXPECT_EQ(sent[1].tasks.size(), 1u);
+}
+
+TEST(BrokerDispatch, ANewChunkGoesToTheIdleExecutorNotToTheOneWithWorkAndCredit) {
+  Harness h;
+  h.ready(1, 100, 4);
+  h.submit_singles("c1", 0, 1);
+  ASSERT_EQ(h.take().size(), 1u);  // executor 1 now has one chunk in flight
+  h.ready(2, 200, 4);
+  EXPECT_TRUE(h.take().empty());
+  h.submit_singles("c1", 1, 1);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].peer, exec(2, 200));
+}
+
+TEST(BrokerDispatch, DeepQueuesAreBundledInSubmissionOrder) {
+  Harness h;
+  h.submit_singles("c1", 0, 100);
+  h.ready(1, 100, 1);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  const auto& t = sent[0];
+  ASSERT_GT(t.tasks.size(), 1u);
+  ASSERT_EQ(t.frames.size(), t.tasks.size());
+  std::set<std::uint64_t> ids;
+  for (std::size_t i = 0; i < t.tasks.size(); ++i) {
+    ids.insert(t.tasks[i].chunk);
+    EXPECT_EQ(bytes(t.frames[i]), int_args(static_cast<int>(i))) << "chunk " << i;
+  }
+  EXPECT_EQ(ids.size(), t.tasks.size());
+  EXPECT_EQ(h.core.running(), t.tasks.size());
+  EXPECT_EQ(h.core.queued(), 100 - t.tasks.size());
+}
+
+TEST(BrokerDispatch, ShallowQueuesAreNotBundled) {
+  Harness h;
+  for (std::uint32_t pid = 1; pid <= 4; ++pid) h.ready(1, pid, 4);
+  h.submit_singles("c1", 0, 4);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 4u);
+  std::set<std::string> peers;
+  for (const auto& s : sent) {
+    EXPECT_EQ(s.tasks.size(), 1u);
+    peers.insert(s.peer);
+  }
+  EXPECT_EQ(peers.size(), 4u);
+}
+
+TEST(BrokerDispatch, MaxBundleFromReadyIsHonoured) {
+  Harness h;
+  h.ready(1, 100, /*credit=*/4, /*max_bundle=*/3);
+  h.submit_singles("c1", 0, 200);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 4u);
+  for (const auto& s : sent) EXPECT_EQ(s.tasks.size(), 3u);  // a deep queue, capped at 3
+  EXPECT_EQ(h.core.running(), 12u);
+}
+
+TEST(BrokerDispatch, ChunksWithATimeLimitTravelAloneToAnIdleExecutor) {
+  Harness h;
+  h.submit_singles("c1", 0, 3);
+  h.submit_singles("c1", 3, 3, /*timeout_ms=*/1000);
+  h.submit_singles("c1", 6, 20);
+  h.ready(1, 100, 16);
+  std::size_t timed_seen = 0, plain_seen = 0, outstanding = 0;
+  bool timed_outstanding = false;
+  for (int round = 0; round < 100 && timed_seen + plain_seen < 26; ++round) {
+    auto sent = h.take();
+    for (const auto& s : sent) {
+      if (s.cmd == Cmd::result) continue;
+      ASSERT_EQ(s.cmd, Cmd::task);
+      EXPECT_FALSE(timed_outstanding) << "work went to an executor running a timed chunk";
+      bool timed = false;
+      for (const auto& f : s.frames) {
+        const std::string a = bytes(f);
+        timed = timed || a == int_args(3) || a == int_args(4) || a == int_args(5);
+      }
+      if (timed) {
+        EXPECT_EQ(s.tasks.size(), 1u) << "a timed chunk shared a TASK message";
+        EXPECT_EQ(outstanding, 0u) << "a timed chunk went to a busy executor";
+        timed_outstanding = true;
+        ++timed_seen;
+      } else {
+        plain_seen += s.tasks.size();
+      }
+      ++outstanding;
+    }
+    for (const auto& s : sent)
+      if (s.cmd == Cmd::task) h.answer(s);
+    outstanding = 0;
+    timed_outstanding = false;
+  }
+  EXPECT_EQ(timed_seen, 3u);
+  EXPECT_EQ(plain_seen, 23u);
+}
+
+TEST(BrokerDispatch, EveryChunkIsDispatchedOnceAndAnsweredOnce) {
+  Harness h;
+  for (std::uint32_t pid = 1; pid <= 3; ++pid) h.ready(pid, pid, 2);
+  h.submit_singles("a", 0, 300);
+  h.submit("b", {chunk(0, 5), chunk(5, 5)}, {int_args(0, 5), int_args(5, 5)});
+  std::map<std::pair<std::string, std::uint64_t>, int> results;
+  std::set<std::uint64_t> dispatched;
+  for (int round = 0; round < 1000 && results.size() < 302; ++round) {
+    auto sent = h.take();
+    for (const auto& s : sent) {
+      if (s.cmd == Cmd::task) {
+        for (const auto& t : s.tasks) EXPECT_TRUE(dispatched.insert(t.chunk).second) << t.chunk;
+        h.answer(s);
+      } else if (s.cmd == Cmd::result) {
+        ++results[{s.peer, s.results.at(0).seq}];
+      }
+    }
+  }
+  EXPECT_EQ(results.size(), 302u);
+  for (const auto& [key, n] : results) EXPECT_EQ(n, 1) << key.first << " " << key.second;
+  EXPECT_EQ(h.core.queued(), 0u);
+  EXPECT_EQ(h.core.running(), 0u);
+  EXPECT_EQ(h.core.counters().done, 310u);
+}
+
+}  // namespace
+}  // namespace unit_broker

@@ -1,0 +1,230 @@
+// Wire protocol v1 without sockets: header encode/decode, routing ids, error frames,
+// fail_frames and to_frame.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace {
+
+using mqpool::ErrorCode;
+using mqpool::SerializationError;
+using mqpool::WireError;
+namespace proto = mqpool::proto;
+using proto::Cmd;
+
+std::string bytes(const zmq::message_t& m) { return std::string(m.data<char>(), m.size()); }
+
+proto::Message with_header(std::string raw) {
+  proto::Message m;
+  m.header = zmq::message_t(raw.data(), raw.size());
+  return m;
+}
+
+// --- headers --------------------------------------------------------------------------------
+
+TEST(ProtocolHeaders, SubmitChunkSpecs) {
+  const std::vector<proto::ChunkSpec> in{
+      {1, 10, "square", 0, 0}, {std::numeric_limits<std::uint64_t>::max(), 1, "a.b", 2500, 7}};
+  const auto m = proto::make(Cmd::submit, in, "client-1");
+  EXPECT_EQ(m.cmd, Cmd::submit);
+  EXPECT_EQ(m.peer, "client-1");
+  EXPECT_TRUE(m.frames.empty());
+  const auto out = proto::decode<std::vector<proto::ChunkSpec>>(m);
+  ASSERT_EQ(out.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(out[i].seq, in[i].seq);
+    EXPECT_EQ(out[i].count, in[i].count);
+    EXPECT_EQ(out[i].fn, in[i].fn);
+    EXPECT_EQ(out[i].timeout_ms, in[i].timeout_ms);
+    EXPECT_EQ(out[i].max_retries, in[i].max_retries);
+  }
+}
+
+TEST(ProtocolHeaders, ResultAndTaskSpecs) {
+  const auto r = proto::decode<std::vector<proto::ResultSpec>>(
+      proto::make(Cmd::result, std::vector<proto::ResultSpec>{{5, 3}, {8, 1}}));
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].seq, 5u);
+  EXPECT_EQ(r[0].count, 3u);
+  EXPECT_EQ(r[1].seq, 8u);
+  EXPECT_EQ(r[1].count, 1u);
+
+  const auto t = proto::decode<std::vector<proto::TaskSpec>>(
+      proto::make(Cmd::task, std::vector<proto::TaskSpec>{{42, 4, "fn"}}));
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].chunk, 42u);
+  EXPECT_EQ(t[0].count, 4u);
+  EXPECT_EQ(t[0].fn, "fn");
+
+  const auto ids = proto::decode<std::vector<std::uint64_t>>(
+      proto::make(Cmd::done, std::vector<std::uint64_t>{1, 1ull << 50}));
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{1, 1ull << 50}));
+  EXPECT_TRUE(proto::decode<std::vector<std::uint64_t>>(
+                  proto::make(Cmd::cancel, std::vector<std::uint64_t>{}))
+                  .empty());
+}
+
+TEST(ProtocolHeaders, ReadyHelloExitedKill) {
+  const auto ready =
+      proto::decode<proto::Ready>(proto::make(Cmd::ready, proto::Ready{77, 4242, "node-3", 4, 16}));
+  EXPECT_EQ(ready.agent, 77u);
+  EXPECT_EQ(ready.pid, 4242u);
+  EXPECT_EQ(ready.host, "node-3");
+  EXPECT_EQ(ready.credit, 4u);
+  EXPECT_EQ(ready.max_bundle, 16u);
+
+  const auto hello = proto::decode<proto::AgentHello>(
+      proto::make(Cmd::agent_hello, proto::AgentHello{std::uint64_t{1} << 63, 99, "h"}));
+  EXPECT_EQ(hello.agent, std::uint64_t{1} << 63);
+  EXPECT_EQ(hello.pid, 99u);
+  EXPECT_EQ(hello.host, "h");
+
+  const auto exited = proto::decode<proto::Exited>(
+      proto::make(Cmd::exited, proto::Exited{123, "killed by signal 9 (SIGKILL)", true}));
+  EXPECT_EQ(exited.pid, 123u);
+  EXPECT_EQ(exited.reason, "killed by signal 9 (SIGKILL)");
+  EXPECT_TRUE(exited.planned);
+
+  EXPECT_EQ(proto::decode<proto::Kill>(proto::make(Cmd::kill, proto::Kill{31337})).pid, 31337u);
+}
+
+TEST(ProtocolHeaders, MalformedHeadersThrowSerializationError) {
+  EXPECT_THROW(proto::decode<proto::Ready>(with_header("")), SerializationError);
+  EXPECT_THROW(proto::decode<proto::Ready>(with_header("\xc1")), SerializationError);
+  EXPECT_THROW(proto::decode<proto::Ready>(with_header("\xa3"
+                                                       "abc")),
+               SerializationError);  // a string
+  EXPECT_THROW(proto::decode<std::vector<proto::ChunkSpec>>(with_header("\x93\x01\x02")),
+               SerializationError);  // truncated array
+  EXPECT_THROW(proto::decode<std::vector<std::uint64_t>>(with_header("\x91\xa1x")),
+               SerializationError);  // wrong element type
+  EXPECT_THROW(proto::decode<std::vector<proto::ChunkSpec>>(with_header("\xdd\xff\xff\xff\xff")),
+               SerializationError);  // 4 G chunks declared in 5 bytes
+  // A valid header followed by anything is refused: no bytes may trail.
+  auto m = proto::make(Cmd::kill, proto::Kill{1});
+  const std::string raw = bytes(m.header) + std::string(1, '\0');
+  EXPECT_THROW(proto::decode<proto::Kill>(with_header(raw)), SerializationError);
+}
+
+// --- routing ids ----------------------------------------------------------------------------
+
+TEST(ProtocolIds, ExecutorAndAgentIdsAreDistinctAndStable) {
+  const std::string e = proto::executor_id(7, 1234);
+  EXPECT_EQ(e.size(), 13u);
+  EXPECT_EQ(e[0], 'E');
+  EXPECT_EQ(e, proto::executor_id(7, 1234));
+  std::uint64_t agent = 0;
+  std::uint32_t pid = 0;
+  std::memcpy(&agent, e.data() + 1, sizeof agent);
+  std::memcpy(&pid, e.data() + 9, sizeof pid);
+  EXPECT_EQ(agent, 7u);
+  EXPECT_EQ(pid, 1234u);
+
+  const std::string a = proto::agent_id(7);
+  EXPECT_EQ(a.size(), 9u);
+  EXPECT_EQ(a[0], 'A');
+  EXPECT_EQ(a.substr(1), e.substr(1, 8));  // an executor's id embeds its agent's
+
+  std::set<std::string> ids;
+  for (std::uint64_t ag : {0ull, 1ull, 256ull, ~0ull})
+    for (std::uint32_t p : {0u, 1u, 65536u, ~0u}) ids.insert(proto::executor_id(ag, p));
+  EXPECT_EQ(ids.size(), 16u);
+  EXPECT_NE(proto::agent_id(1), proto::agent_id(2));
+}
+
+// --- error frames ---------------------------------------------------------------------------
+
+TEST(ProtocolErrors, EncodeDecodeRoundTrip) {
+  const std::vector<std::pair<std::uint32_t, WireError>> in{
+      {0, {ErrorCode::task, "std::runtime_error", "boom", "fn", "host:1"}},
+      {3, {ErrorCode::timeout, "", "ran past 5 ms", "slow", "host:2"}},
+      {9, {ErrorCode::worker_lost, "", "killed by signal 9", "fn", ""}},
+      {4000000000u, {ErrorCode::initializer, "x::Y", std::string("a\0b", 3), "", "h:3"}}};
+  const zmq::message_t frame = proto::encode_errors(in);
+  EXPECT_GT(frame.size(), 0u);
+  const auto out = proto::decode_errors(frame);
+  ASSERT_EQ(out.size(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(out[i].first, in[i].first);
+    EXPECT_EQ(out[i].second.code, in[i].second.code);
+    EXPECT_EQ(out[i].second.type, in[i].second.type);
+    EXPECT_EQ(out[i].second.message, in[i].second.message);
+    EXPECT_EQ(out[i].second.task, in[i].second.task);
+    EXPECT_EQ(out[i].second.worker, in[i].second.worker);
+  }
+}
+
+TEST(ProtocolErrors, NoErrorsIsAnEmptyFrame) {
+  const zmq::message_t frame = proto::encode_errors({});
+  EXPECT_EQ(frame.size(), 0u);
+  EXPECT_TRUE(proto::decode_errors(frame).empty());
+  EXPECT_TRUE(proto::decode_errors(zmq::message_t()).empty());
+}
+
+TEST(ProtocolErrors, MalformedErrorFramesThrowSerializationError) {
+  const std::string garbage("\xc1\x00", 2);
+  EXPECT_THROW(proto::decode_errors(zmq::message_t(garbage.data(), garbage.size())),
+               SerializationError);
+  const std::string not_rows =
+      "\x91\xa3"
+      "abc";  // [ "abc" ]
+  EXPECT_THROW(proto::decode_errors(zmq::message_t(not_rows.data(), not_rows.size())),
+               SerializationError);
+  zmq::message_t good = proto::encode_errors({{1, {ErrorCode::task, "t", "m", "f", "w"}}});
+  std::string trailing = bytes(good) + "\xc0";
+  EXPECT_THROW(proto::decode_errors(zmq::message_t(trailing.data(), trailing.size())),
+               SerializationError);
+}
+
+TEST(ProtocolErrors, FailFramesGivesCountErrorsAndCountNils) {
+  const WireError e{ErrorCode::worker_lost, "", "worker process lost: exited with code 3", "fn",
+                    ""};
+  std::vector<zmq::message_t> out;
+  out.emplace_back(std::string_view("already here"));
+  proto::fail_frames(3, e, out);
+  ASSERT_EQ(out.size(), 3u);  // appended, the existing frame kept
+  EXPECT_EQ(bytes(out[0]), "already here");
+  const auto errors = proto::decode_errors(out[1]);
+  ASSERT_EQ(errors.size(), 3u);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(errors[i].first, i);
+    EXPECT_EQ(errors[i].second.code, ErrorCode::worker_lost);
+    EXPECT_EQ(errors[i].second.message, e.message);
+    EXPECT_EQ(errors[i].second.task, "fn");
+  }
+  mqpool::detail::Reader values(out[2].data(), out[2].size());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(values.next().is_nil());
+  EXPECT_NO_THROW(values.expect_end());
+}
+
+TEST(ProtocolErrors, FailFramesForAnEmptyChunkAreTwoEmptyFrames) {
+  std::vector<zmq::message_t> out;
+  proto::fail_frames(0, WireError{}, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].size(), 0u);
+  EXPECT_EQ(out[1].size(), 0u);
+}
+
+TEST(ProtocolFrames, ToFrameKeepsTheBytes) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, std::string(5000, 'k'));
+  const std::string expected(buf.data(), buf.size());
+  const zmq::message_t frame = proto::to_frame(std::move(buf));
+  EXPECT_EQ(bytes(frame), expected);
+  EXPECT_EQ(proto::to_frame(msgpack::sbuffer()).size(), 0u);
+}
+
+TEST(ProtocolFrames, EncodeIsPlainMsgpack) {
+  const zmq::message_t f = proto::encode(proto::Kill{5});
+  EXPECT_EQ(bytes(f), std::string("\x91\x05"));  // [5]: MSGPACK_DEFINE packs an array
+}
+
+}  // namespace

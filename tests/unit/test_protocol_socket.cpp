@@ -1,0 +1,180 @@
+// proto::send / proto::recv over real sockets: a ROUTER bound to tcp://127.0.0.1:* (the
+// port read back, never fixed) with a DEALER, and an inproc PAIR. Every receive waits
+// with a deadline (poll first, and ZMQ_RCVTIMEO as a backstop), so a bug fails, not hangs.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "protocol.hpp"
+
+namespace {
+
+using mqpool::SerializationError;
+namespace proto = mqpool::proto;
+using proto::Cmd;
+
+constexpr auto kDeadline = std::chrono::seconds(5);
+
+std::string bytes(const zmq::message_t& m) { return std::string(m.data<char>(), m.size()); }
+
+void arm(zmq::socket_t& s) {
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, 5000);
+  s.set(zmq::sockopt::sndtimeo, 5000);
+}
+
+// Waits up to kDeadline for a message, then receives it without blocking.
+std::optional<proto::Message> recv_within(zmq::socket_t& s, bool routed) {
+  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, kDeadline) == 0)
+    throw std::runtime_error("no message within the deadline");
+  return proto::recv(s, routed, zmq::recv_flags::dontwait);
+}
+
+void send_raw(zmq::socket_t& s, const std::vector<std::string>& parts) {
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    s.send(zmq::buffer(parts[i]),
+           i + 1 == parts.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+}
+
+struct RouterDealer : ::testing::Test {
+  zmq::context_t ctx;
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  zmq::socket_t dealer{ctx, zmq::socket_type::dealer};
+  const std::string dealer_id = std::string("D\0ealer", 7);  // binary ids must survive
+
+  void SetUp() override {
+    arm(router);
+    arm(dealer);
+    router.set(zmq::sockopt::router_mandatory, 1);
+    router.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+    ASSERT_NE(endpoint.find("tcp://127.0.0.1:"), std::string::npos);
+    dealer.set(zmq::sockopt::routing_id, zmq::buffer(dealer_id));
+    dealer.connect(endpoint);
+  }
+
+  proto::Message good(std::uint32_t pid) {
+    proto::Message m = proto::make(Cmd::ready, proto::Ready{1, pid, "h", 2, 0});
+    m.frames.emplace_back(std::string_view("payload"));
+    return m;
+  }
+
+  void expect_good(std::optional<proto::Message> m, std::uint32_t pid, const std::string& peer) {
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->peer, peer);
+    EXPECT_EQ(m->cmd, Cmd::ready);
+    EXPECT_EQ(proto::decode<proto::Ready>(*m).pid, pid);
+    ASSERT_EQ(m->frames.size(), 1u);
+    EXPECT_EQ(bytes(m->frames[0]), "payload");
+  }
+};
+
+TEST_F(RouterDealer, DealerToRouterCarriesPeerCommandHeaderAndFrames) {
+  proto::Message m = proto::make(
+      Cmd::submit, std::vector<proto::ChunkSpec>{{1, 2, "fn", 0, 0}, {3, 1, "fn", 0, 0}});
+  const std::string big(1 << 20, 'b');
+  m.frames.emplace_back(big.data(), big.size());
+  m.frames.emplace_back();  // an empty payload frame is a frame too
+  const std::string header = bytes(m.header);
+  ASSERT_TRUE(proto::send(dealer, std::move(m), false));
+
+  auto got = recv_within(router, true);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->peer, dealer_id);
+  EXPECT_EQ(got->cmd, Cmd::submit);
+  EXPECT_EQ(bytes(got->header), header);
+  ASSERT_EQ(got->frames.size(), 2u);
+  EXPECT_EQ(bytes(got->frames[0]), big);
+  EXPECT_EQ(got->frames[1].size(), 0u);
+  EXPECT_EQ(proto::decode<std::vector<proto::ChunkSpec>>(*got).size(), 2u);
+}
+
+TEST_F(RouterDealer, RouterRepliesToThePeerItHeardFrom) {
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  auto hello = recv_within(router, true);
+  ASSERT_TRUE(hello.has_value());
+
+  proto::Message reply = proto::make(Cmd::kill, proto::Kill{99}, hello->peer);  // no payload
+  ASSERT_TRUE(proto::send(router, std::move(reply), true));
+  auto got = recv_within(dealer, false);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->peer.empty());
+  EXPECT_EQ(got->cmd, Cmd::kill);
+  EXPECT_EQ(proto::decode<proto::Kill>(*got).pid, 99u);
+  EXPECT_TRUE(got->frames.empty());
+}
+
+TEST_F(RouterDealer, SendToAnUnknownPeerReturnsFalse) {
+  EXPECT_FALSE(proto::send(router, proto::make(Cmd::kill, proto::Kill{1}, "nobody"), true));
+}
+
+TEST_F(RouterDealer, RecvWithDontwaitOnAnEmptySocketIsEmpty) {
+  EXPECT_FALSE(proto::recv(router, true, zmq::recv_flags::dontwait).has_value());
+  EXPECT_FALSE(proto::recv(dealer, false, zmq::recv_flags::dontwait).has_value());
+}
+
+TEST_F(RouterDealer, MalformedEnvelopesThrowAfterConsumingAllTheirFrames) {
+  const std::string header = bytes(proto::encode(proto::Ready{1, 1, "h", 1, 0}));
+  const std::vector<std::vector<std::string>> bad{
+      {"MQP2", "\x10", header, "extra", "extra"},  // wrong protocol tag
+      {"", "\x10", header},                        // empty tag
+      {"MQP1", "\x7f", header, "extra"},           // unknown command
+      {"MQP1", std::string(1, '\0'), header},      // command 0 is not a command
+      {"MQP1", "\x10\x10", header},                // a two-byte command frame
+      {"MQP1", "", header},                        // an empty command frame
+      {"MQP1", "\x10"},                            // no header
+      {"MQP1"},                                    // tag only
+      {"x"},                                       // a single stray frame
+  };
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    SCOPED_TRACE("malformed message " + std::to_string(i));
+    send_raw(dealer, bad[i]);
+    ASSERT_TRUE(proto::send(dealer, good(static_cast<std::uint32_t>(100 + i)), false));
+    EXPECT_THROW(recv_within(router, true), SerializationError);
+    expect_good(recv_within(router, true), static_cast<std::uint32_t>(100 + i), dealer_id);
+  }
+}
+
+TEST_F(RouterDealer, MalformedEnvelopeOnTheDealerSideThrowsToo) {
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  auto hello = recv_within(router, true);
+  ASSERT_TRUE(hello.has_value());
+  send_raw(router, {dealer_id, "NOPE", "\x15", "h", "f1", "f2"});
+  proto::Message ok = good(7);
+  ok.peer = dealer_id;
+  ASSERT_TRUE(proto::send(router, std::move(ok), true));
+  send_raw(router, {dealer_id, "MQP1", "\x15"});  // too few frames, last in the queue
+  EXPECT_THROW(recv_within(dealer, false), SerializationError);
+  expect_good(recv_within(dealer, false), 7, "");
+  EXPECT_THROW(recv_within(dealer, false), SerializationError);
+  EXPECT_FALSE(proto::recv(dealer, false, zmq::recv_flags::dontwait).has_value());
+}
+
+TEST(ProtocolSocket, InprocPairWithoutRouting) {
+  zmq::context_t ctx;
+  zmq::socket_t a(ctx, zmq::socket_type::pair);
+  zmq::socket_t b(ctx, zmq::socket_type::pair);
+  arm(a);
+  arm(b);
+  a.bind("inproc://unit-protocol-pair");
+  b.connect("inproc://unit-protocol-pair");
+  for (std::uint8_t c : {0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15}) {
+    proto::Message m = proto::make(static_cast<Cmd>(c), std::vector<std::uint64_t>{c});
+    m.frames.emplace_back(std::string_view("e"));
+    m.frames.emplace_back(std::string_view("v"));
+    ASSERT_TRUE(proto::send(a, std::move(m), false));
+    auto got = recv_within(b, false);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(static_cast<std::uint8_t>(got->cmd), c);
+    EXPECT_EQ(proto::decode<std::vector<std::uint64_t>>(*got), std::vector<std::uint64_t>{c});
+    ASSERT_EQ(got->frames.size(), 2u);
+    EXPECT_EQ(bytes(got->frames[0]), "e");
+    EXPECT_EQ(bytes(got->frames[1]), "v");
+  }
+}
+
+}  // namespace
