@@ -10,11 +10,13 @@
 
 namespace mqpool {
 
+// Every field has a default member initializer, so that designated initializers that
+// name only some fields compile cleanly under -Wextra (GCC's missing-field-initializers).
 struct PoolOptions {
   int processes = 0;        // local worker processes; 0 = hardware_concurrency()
-  std::string connect;      // empty: local pool with an embedded broker; else broker endpoint
+  std::string connect{};    // empty: local pool with an embedded broker; else broker endpoint
   int maxtasksperchild = 0; // replace a local worker process after this many chunks; 0 = never
-  std::function<void()> initializer;  // run once in each local worker process
+  std::function<void()> initializer{};  // run once in each local worker process
   std::chrono::milliseconds task_timeout{0};  // per-task limit; 0 = none
   int max_retries = 2;      // dispatches after a worker death before WorkerLostError
   // Beyond API.md's fields: Paranoid Pirate timing. A worker process silent for
@@ -27,20 +29,20 @@ struct PoolOptions {
 
 template <class R>
 struct Callbacks {  // for apply_async
-  std::function<void(const R&)> callback;
-  std::function<void(const Error&)> error_callback;
+  std::function<void(const R&)> callback{};
+  std::function<void(const Error&)> error_callback{};
 };
 template <>
 struct Callbacks<void> {
-  std::function<void()> callback;
-  std::function<void(const Error&)> error_callback;
+  std::function<void()> callback{};
+  std::function<void(const Error&)> error_callback{};
 };
 
 template <class R>
 struct MapOptions {  // for map_async / starmap_async
   int chunksize = 0;  // 0 = automatic; < 0: std::invalid_argument
-  std::function<void(const std::vector<R>&)> callback;
-  std::function<void(const Error&)> error_callback;
+  std::function<void(const std::vector<R>&)> callback{};
+  std::function<void(const Error&)> error_callback{};
 };
 
 }  // namespace mqpool
@@ -49,7 +51,7 @@ namespace mqpool {
 template <>
 struct MapOptions<void> {  // map of a void function: the callback says "all done"
   int chunksize = 0;
-  std::function<void()> callback;
-  std::function<void(const Error&)> error_callback;
+  std::function<void()> callback{};
+  std::function<void(const Error&)> error_callback{};
 };
 }  // namespace mqpool

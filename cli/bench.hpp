@@ -1,0 +1,29 @@
+// `mqpool bench`: the workloads of shared/bench/README.md, one JSON line each, in the
+// format of peers.py. Every workload checks its answers; a wrong one is a failure.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace mqpool::cli {
+
+struct BenchOptions {
+  int processes = 0;                   // 0 = one per core, as Pool(0)
+  std::string connect;                 // empty: a local pool; else a broker's client endpoint
+  bool quick = false;                  // small sizes: proves every workload runs (CI)
+  std::vector<std::string> workloads;  // empty = all
+};
+
+// Adds bench's flags and positionals to `sub`, writing into `opts`.
+void add_bench_options(CLI::App& sub, BenchOptions& opts);
+
+// Runs the selected workloads and prints one JSON object per line on stdout.
+// Returns 0, 1 if a workload failed or computed a wrong answer (message on stderr),
+// 2 for a usage error (an unknown or not yet available workload name).
+int run_bench(const BenchOptions& opts);
+
+}  // namespace mqpool::cli
