@@ -7,6 +7,9 @@ namespace mqpool::broker {
 
 namespace {
 constexpr std::size_t kMaxBundle = 64;  // chunks per TASK message, when the queue is deep
+// A bundle carries about this much work: long enough to amortise the round trip that
+// an executor waits between TASKs, short enough that the tail of a map stays balanced.
+constexpr auto kBundleWork = std::chrono::milliseconds(2);
 
 // One frame per task of a chunk, sliced at msgpack object boundaries.
 std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count) {
@@ -61,7 +64,7 @@ void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
     }
     case proto::Cmd::done:
       seen(m.peer, now);
-      on_done(m.peer, m);
+      on_done(m.peer, m, now);
       break;
     case proto::Cmd::agent_hello:
       agents_[proto::decode<proto::AgentHello>(m).agent] = m.peer;
@@ -130,11 +133,19 @@ BrokerCore::Executor* BrokerCore::pop_ready() {
   return nullptr;
 }
 
-std::size_t BrokerCore::bundle_size() const {
-  // Deep queues travel in bundles (fewer messages); shallow ones one chunk at a time, so
-  // that every executor gets a share.
-  const std::size_t share = queue_live_ / (2 * std::max<std::size_t>(executors_.size(), 1));
-  return std::clamp<std::size_t>(share, 1, kMaxBundle);
+// Chunks one TASK may take from the queue so that every executor still gets a share.
+std::size_t BrokerCore::share() const {
+  const std::size_t s = queue_live_ / (2 * std::max<std::size_t>(executors_.size(), 1));
+  return std::clamp<std::size_t>(s, 1, kMaxBundle);
+}
+
+void BrokerCore::learn_cost(Executor& e, TimePoint now) {
+  if (e.sent.empty()) return;
+  const Executor::Sent& s = e.sent.front();
+  const auto per_task = (now - s.at) / std::max<std::uint64_t>(s.tasks, 1);
+  auto [it, fresh] = cost_.try_emplace(s.fn, per_task);
+  if (!fresh) it->second = (it->second * 3 + per_task) / 4;  // EWMA: follows drift, damps noise
+  e.sent.pop_front();
 }
 
 void BrokerCore::dispatch(TimePoint now) {
@@ -144,8 +155,10 @@ void BrokerCore::dispatch(TimePoint now) {
     const std::string& id = *e->id;
     std::vector<proto::TaskSpec> specs;
     std::vector<zmq::message_t> frames;
-    const std::size_t limit = e->max_bundle > 0 ? std::min<std::size_t>(bundle_size(), e->max_bundle)
-                                                : bundle_size();
+    const std::size_t limit = e->max_bundle > 0 ? std::min<std::size_t>(share(), e->max_bundle)
+                                                : share();
+    std::uint64_t tasks = 0;
+    Clock::duration work{};
     while (specs.size() < limit && !queue_.empty()) {
       const std::uint64_t cid = queue_.front();
       auto it = chunks_.find(cid);
@@ -157,6 +170,12 @@ void BrokerCore::dispatch(TimePoint now) {
       // A chunk with a time limit travels alone and only to an idle executor, which takes
       // nothing else meanwhile: its clock then measures the task itself, not a queue.
       if (c.spec.timeout_ms > 0 && !specs.empty()) break;
+      if (!specs.empty()) {  // bundle only what is known to be cheap
+        auto cost = cost_.find(c.spec.fn);
+        if (cost == cost_.end()) break;
+        work += cost->second * c.spec.count;
+        if (work > kBundleWork) break;
+      }
       if (c.spec.timeout_ms > 0 && e->inflight > 0) {
         offer(*e);
         return;  // ready_ gave the least-loaded executor first: none is idle
@@ -166,6 +185,9 @@ void BrokerCore::dispatch(TimePoint now) {
       c.executor = id;
       e->chunks.insert(cid);
       specs.push_back(proto::TaskSpec{cid, c.spec.count, c.spec.fn});
+      tasks += c.spec.count;
+      if (specs.size() == 1)
+        if (auto cost = cost_.find(c.spec.fn); cost != cost_.end()) work = cost->second * c.spec.count;
       frames.emplace_back();
       frames.back().copy(c.args);  // shares the buffer (refcounted): kept for a retry, not copied
       if (c.spec.timeout_ms > 0) {
@@ -179,6 +201,7 @@ void BrokerCore::dispatch(TimePoint now) {
       return;
     }
     ++e->inflight;
+    e->sent.push_back({now, tasks, specs.front().fn});
     proto::Message m = proto::make(proto::Cmd::task, specs, id);
     m.frames = std::move(frames);
     outbox_.push_back({Side::worker, std::move(m)});
@@ -195,7 +218,7 @@ void BrokerCore::deliver(const Chunk& c, zmq::message_t errors, zmq::message_t v
   outbox_.push_back({Side::client, std::move(m)});
 }
 
-void BrokerCore::on_done(const std::string& peer, proto::Message& m) {
+void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint now) {
   auto ids = proto::decode<std::vector<std::uint64_t>>(m);
   if (m.frames.size() != 2 * ids.size())
     throw SerializationError("done: chunk count and frame count differ");
@@ -218,6 +241,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m) {
     chunks_.erase(it);
   }
   if (ex != executors_.end() && ex->second.inflight > 0) {
+    learn_cost(ex->second, now);
     --ex->second.inflight;
     ex->second.timed = false;
     offer(ex->second);

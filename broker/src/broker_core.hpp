@@ -74,6 +74,12 @@ class BrokerCore {
     bool doomed = false;         // being killed: no more work
     bool timed = false;          // runs a chunk with a time limit: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
+    struct Sent {
+      TimePoint at;
+      std::uint64_t tasks;
+      std::string fn;
+    };
+    std::deque<Sent> sent;  // TASK messages without a DONE, oldest first
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
   };
@@ -90,7 +96,7 @@ class BrokerCore {
 
   void submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args);
   void on_ready(const std::string& peer, const proto::Ready& r, TimePoint now);
-  void on_done(const std::string& peer, proto::Message& m);
+  void on_done(const std::string& peer, proto::Message& m, TimePoint now);
   void on_exited(const std::string& agent_peer, const proto::Exited& e);
   void cancel_client(const std::string& client);
   void dispatch(TimePoint now);
@@ -104,7 +110,8 @@ class BrokerCore {
   void expire_silent(TimePoint now);
   void seen(const std::string& id, TimePoint now);
   void drop_executor(const std::string& id, bool its_fault, const std::string& reason);
-  std::size_t bundle_size() const;
+  std::size_t share() const;
+  void learn_cost(Executor& e, TimePoint now);
 
   std::uint64_t next_chunk_ = 1;
   std::unordered_map<std::uint64_t, Chunk> chunks_;
@@ -116,6 +123,9 @@ class BrokerCore {
   // executors get work first. Each executor is on at most one list: O(1) moves.
   std::vector<ReadyList> ready_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  // Measured time per task (round trip of a TASK / its tasks), by function: deep queues
+  // of cheap tasks travel in bundles, expensive or unknown ones one chunk at a time.
+  std::unordered_map<std::string, Clock::duration> cost_;
   TimePoint next_sweep_ = TimePoint::max();  // when the next silent executor may expire
   std::vector<Outgoing> outbox_;
   Counters counters_;

@@ -58,6 +58,7 @@ TEST(BrokerDispatch, ChunksGoToAReadyExecutorAsTaskMessagesNeverBeyondItsCredit)
 
 TEST(BrokerDispatch, CreditCountsTaskMessagesEvenWhenTheyCarrySeveralChunks) {
   Harness h;
+  h.teach_cheap();
   h.ready(1, 100, /*credit=*/1);
   h.submit_singles("c1", 0, 40);
   auto sent = h.take();
@@ -133,6 +134,7 @@ TEST(BrokerDispatch, DoneForwardsAResultToTheRightClientWithTheFramesUnchanged) 
 
 TEST(BrokerDispatch, OneDoneForABundleAnswersEachChunkToItsOwnClient) {
   Harness h;
+  h.teach_cheap();
   h.submit("alice", {chunk(0), chunk(1)}, {int_args(0), int_args(1)});
   h.submit("bob", {chunk(0), chunk(1)}, {int_args(10), int_args(11)});
   h.ready(1, 100, 1);  // 4 queued, 1 executor: a bundle of 2
@@ -173,6 +175,7 @@ TEST(BrokerDispatch, ANewChunkGoesToTheIdleExecutorNotToTheOneWithWorkAndCredit)
 
 TEST(BrokerDispatch, DeepQueuesAreBundledInSubmissionOrder) {
   Harness h;
+  h.teach_cheap();
   h.submit_singles("c1", 0, 100);
   h.ready(1, 100, 1);
   auto sent = h.take();
@@ -188,6 +191,28 @@ TEST(BrokerDispatch, DeepQueuesAreBundledInSubmissionOrder) {
   EXPECT_EQ(ids.size(), t.tasks.size());
   EXPECT_EQ(h.core.running(), t.tasks.size());
   EXPECT_EQ(h.core.queued(), 100 - t.tasks.size());
+}
+
+TEST(BrokerDispatch, TasksOfUnknownCostAreNotBundled) {
+  Harness h;
+  h.submit_singles("c1", 0, 100);
+  h.ready(1, 100, 1);  // a deep queue, but nothing is known of the task's cost yet
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].tasks.size(), 1u);
+}
+
+TEST(BrokerDispatch, ExpensiveTasksAreNotBundled) {
+  Harness h;
+  h.ready(1, 100, 1);
+  h.submit_singles("c1", 0, 1);
+  auto first = h.take();
+  h.now += std::chrono::milliseconds(50);  // the task took 50 ms
+  h.submit_singles("c1", 1, 100);
+  h.answer(first.at(0));
+  auto next = only(h.take(), Cmd::task);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].tasks.size(), 1u);
 }
 
 TEST(BrokerDispatch, ShallowQueuesAreNotBundled) {
@@ -206,6 +231,7 @@ TEST(BrokerDispatch, ShallowQueuesAreNotBundled) {
 
 TEST(BrokerDispatch, MaxBundleFromReadyIsHonoured) {
   Harness h;
+  h.teach_cheap();
   h.ready(1, 100, /*credit=*/4, /*max_bundle=*/3);
   h.submit_singles("c1", 0, 200);
   auto sent = h.take();
