@@ -1,4 +1,5 @@
 // The executor: one process, one DEALER, runs chunks from the registry.
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -114,6 +115,11 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);  // the agent is single-threaded: this is its lifetime
   if (getppid() != agent_pid) _exit(1);
   restore_signals();
+  // Keep large buffers (task payloads) in the heap instead of a fresh mmap per message:
+  // page faults on new memory cost more than the copies themselves. This is our own
+  // process, so its allocator is ours to tune.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
   int code = kPlannedExit;
   {
