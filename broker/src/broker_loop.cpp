@@ -20,15 +20,21 @@ void configure(zmq::socket_t& s) {
 }
 }  // namespace
 
-Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend)
-    : frontend_(ctx, zmq::socket_type::router), backend_(ctx, zmq::socket_type::router) {
-  configure(frontend_);
+Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
+           LocalClient* local)
+    : backend_(ctx, zmq::socket_type::router), local_(local) {
   configure(backend_);
-  frontend_.bind(frontend);
   backend_.bind(backend);
+  if (!frontend.empty()) {
+    frontend_.emplace(ctx, zmq::socket_type::router);
+    configure(*frontend_);
+    frontend_->bind(frontend);
+  }
 }
 
-std::string Loop::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
+std::string Loop::frontend_endpoint() const {
+  return frontend_ ? frontend_->get(zmq::sockopt::last_endpoint) : std::string();
+}
 std::string Loop::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
 void Loop::drain(zmq::socket_t& s, bool from_client) {
@@ -54,9 +60,33 @@ void Loop::drain(zmq::socket_t& s, bool from_client) {
   }
 }
 
+// Returns false once the local client has stopped.
+bool Loop::drain_local() {
+  std::vector<proto::Message> msgs;
+  const bool alive = local_->take(msgs);
+  for (proto::Message& m : msgs) {
+    m.peer = kLocalPeer;
+    try {
+      core_.on_client(std::move(m), Clock::now());
+    } catch (const std::exception& e) {
+      detail::log().error("broker: failed to handle a local submission: {}", e.what());
+    }
+  }
+  return alive;
+}
+
 void Loop::flush() {
   for (Outgoing& o : core_.take_outbox()) {
-    zmq::socket_t& s = o.side == Side::client ? frontend_ : backend_;
+    if (o.side == Side::client && o.msg.peer == kLocalPeer && local_ != nullptr) {
+      try {
+        local_->deliver(o.msg);
+      } catch (const std::exception& e) {
+        detail::log().warn("client: dropped a malformed result: {}", e.what());
+      }
+      continue;
+    }
+    if (o.side == Side::client && !frontend_) continue;
+    zmq::socket_t& s = o.side == Side::client ? *frontend_ : backend_;
     if (!proto::send(s, std::move(o.msg), true))
       detail::log().debug("broker: a {} left before its message could be sent",
                           o.side == Side::client ? "client" : "worker");
@@ -64,8 +94,10 @@ void Loop::flush() {
 }
 
 void Loop::run(const std::atomic<bool>* stop) {
-  zmq::pollitem_t items[] = {{backend_.handle(), 0, ZMQ_POLLIN, 0},
-                             {frontend_.handle(), 0, ZMQ_POLLIN, 0}};
+  std::vector<zmq::pollitem_t> items{{backend_.handle(), 0, ZMQ_POLLIN, 0}};
+  if (frontend_) items.push_back({frontend_->handle(), 0, ZMQ_POLLIN, 0});
+  const std::size_t local_item = items.size();
+  if (local_ != nullptr) items.push_back({nullptr, local_->wake_fd(), ZMQ_POLLIN, 0});
   while (stop == nullptr || !stop->load()) {
     long timeout = -1;
     if (const TimePoint next = core_.next_deadline(); next != TimePoint::max()) {
@@ -73,9 +105,10 @@ void Loop::run(const std::atomic<bool>* stop) {
       timeout = std::max<long>(0, wait.count());
     }
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(timeout));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
       if (items[0].revents & ZMQ_POLLIN) drain(backend_, false);
-      if (items[1].revents & ZMQ_POLLIN) drain(frontend_, true);
+      if (frontend_ && (items[1].revents & ZMQ_POLLIN)) drain(*frontend_, true);
+      if (local_ != nullptr && (items[local_item].revents & ZMQ_POLLIN) && !drain_local()) return;
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
       if (e.num() != EINTR) throw;

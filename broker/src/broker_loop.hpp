@@ -2,18 +2,22 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <zmq.hpp>
 
 #include "broker_core.hpp"
+#include "local_client.hpp"
 
 namespace mqpool::broker {
 
 class Loop {
  public:
-  // Binds the client-facing and worker-facing endpoints ("tcp://host:*" allowed).
-  // Throws zmq::error_t if an endpoint cannot be bound.
-  Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend);
+  // Binds the client-facing and worker-facing endpoints ("tcp://host:*" allowed); an
+  // empty frontend binds none (a local pool's only client is `local`). Throws
+  // zmq::error_t if an endpoint cannot be bound.
+  Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
+       LocalClient* local = nullptr);
   // The endpoints actually bound (with the port chosen for ":*").
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;
@@ -23,10 +27,12 @@ class Loop {
 
  private:
   void drain(zmq::socket_t& s, bool from_client);
+  bool drain_local();
   void flush();
 
-  zmq::socket_t frontend_;
+  std::optional<zmq::socket_t> frontend_;
   zmq::socket_t backend_;
+  LocalClient* local_;
   BrokerCore core_;
 };
 

@@ -55,8 +55,8 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
   timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
   if (!options_.connect.empty()) {
     processes_ = options_.processes > 0 ? options_.processes : 8;
-    session_ = std::make_unique<Session>(ctx_, options_.connect,
-                                         static_cast<std::uint32_t>(options_.max_retries),
+    session_ = std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries));
+    link_ = std::make_unique<RemoteLink>(ctx_, options_.connect, *session_,
                                          options_.connect_timeout);
     return;
   }
@@ -100,12 +100,10 @@ void PoolCore::start_local() {
   agent_pipe_ = fds[1];
 
   try {
-    const std::string frontend =
-        "inproc://mqpool-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-    broker_ = std::make_unique<broker::Loop>(ctx_, frontend, backend);
+    // The broker thread serves this pool's session directly: no client socket at all.
+    session_ = std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries));
+    broker_ = std::make_unique<broker::Loop>(ctx_, "", backend, session_.get());
     broker_thread_ = std::thread([this] { broker_->run(); });
-    session_ = std::make_unique<Session>(ctx_, frontend,
-                                         static_cast<std::uint32_t>(options_.max_retries));
   } catch (...) {
     stop_agent(true);  // the destructor will not run: leave no process behind
     ctx_.shutdown();
@@ -124,10 +122,11 @@ PoolCore::~PoolCore() {
   } catch (const std::exception& e) {
     log().error("pool: {}", e.what());
   }
-  session_.reset();
-  ctx_.shutdown();  // the broker loop returns (ETERM)
+  link_.reset();
+  session_->stop();  // the broker loop returns
   if (broker_thread_.joinable()) broker_thread_.join();
   broker_.reset();
+  session_.reset();
   ctx_.close();
   if (!tmpdir_.empty()) {
     std::error_code ec;

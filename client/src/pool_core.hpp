@@ -53,9 +53,10 @@ class PoolCore {
   std::string tmpdir_;
 
   zmq::context_t ctx_;
-  std::unique_ptr<broker::Loop> broker_;
-  std::thread broker_thread_;
   std::unique_ptr<Session> session_;
+  std::unique_ptr<broker::Loop> broker_;  // local: its thread also drives session_
+  std::thread broker_thread_;
+  std::unique_ptr<RemoteLink> link_;      // cluster: drives session_ over a DEALER
 };
 
 }  // namespace mqpool::detail

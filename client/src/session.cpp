@@ -22,54 +22,21 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries,
-                 std::chrono::milliseconds connect_timeout)
-    : sock_(ctx, zmq::socket_type::dealer), max_retries_(max_retries) {
-  sock_.set(zmq::sockopt::sndhwm, 0);
-  sock_.set(zmq::sockopt::rcvhwm, 0);
-  sock_.set(zmq::sockopt::linger, 0);
-  if (connect_timeout.count() > 0)
-    await_handshake(ctx, endpoint, connect_timeout);
-  else
-    sock_.connect(endpoint);
+Session::Session(std::uint32_t max_retries) : max_retries_(max_retries) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  thread_ = std::thread([this] { run(); });
 }
 
-// ZeroMQ connects in the background and retries for ever; a pool on a wrong address
-// should say so instead. The socket monitor reports the finished ZMTP handshake.
-void Session::await_handshake(zmq::context_t& ctx, const std::string& endpoint,
-                              std::chrono::milliseconds timeout) {
-  const std::string addr = "inproc://mqpool-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  if (zmq_socket_monitor(sock_.handle(), addr.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
-    throw zmq::error_t();
-  zmq::socket_t mon(ctx, zmq::socket_type::pair);
-  mon.set(zmq::sockopt::linger, 0);
-  mon.connect(addr);
-  try {
-    sock_.connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
-  }
-  zmq::pollitem_t item{mon.handle(), 0, ZMQ_POLLIN, 0};
-  const bool ok = zmq::poll(&item, 1, timeout) > 0;
-  zmq_socket_monitor(sock_.handle(), nullptr, 0);
-  if (!ok)
-    throw ConnectionError("no broker answered at " + endpoint + " within " +
-                          std::to_string(timeout.count()) + " ms");
-}
+Session::~Session() { close(wake_fd_); }
 
-Session::~Session() {
+void Session::stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
+  cv_.notify_all();
   const std::uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof one);
-  thread_.join();
-  sock_.close();
-  close(wake_fd_);
 }
 
 void Session::push(Op&& op) {
@@ -126,64 +93,31 @@ void Session::settle(std::uint64_t done) {
   if (pending_ == 0) cv_.notify_all();
 }
 
-void Session::run() {
-  zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-  std::vector<Op> ops;
-  while (true) {
-    try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) return;
-      if (e.num() != EINTR) throw;
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      std::uint64_t n;
-      (void)!read(wake_fd_, &n, sizeof n);
-      {
-        std::lock_guard lock(mu_);
-        if (stop_) return;
-        ops.swap(ops_);
-      }
-      process(ops);
-      ops.clear();
-    }
-    if (items[0].revents & ZMQ_POLLIN) {
-      for (int i = 0; i < kDrainBatch; ++i) {
-        std::optional<proto::Message> m;
-        try {
-          m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
-          if (!m) break;
-          if (m->cmd == proto::Cmd::result) on_result(*m);
-        } catch (const SerializationError& e) {
-          log().warn("client: dropped a malformed message from the broker: {}", e.what());
-        }
-      }
-    }
+bool Session::take(std::vector<proto::Message>& out) {
+  std::uint64_t n;
+  (void)!read(wake_fd_, &n, sizeof n);
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return false;
+    ops_taken_.swap(ops_);
   }
-}
-
-void Session::process(std::vector<Op>& ops) {
   std::vector<proto::ChunkSpec> specs;
   proto::Message msg;
   msg.cmd = proto::Cmd::submit;
   auto flush = [&] {
     if (specs.empty()) return;
     msg.header = proto::encode(specs);
-    proto::send(sock_, std::move(msg), false);
+    out.push_back(std::move(msg));
     msg = proto::Message{};
     msg.cmd = proto::Cmd::submit;
     specs.clear();
   };
-  for (Op& op : ops) {
+  for (Op& op : ops_taken_) {
     if (op.kind == Op::fail_all) {
       flush();
-      std::uint64_t failed = 0;
-      for (auto& [id, rec] : jobs_) {
-        rec.job->fail(op.error);
-        failed += rec.outstanding;
-      }
+      for (auto& [id, rec] : jobs_) rec.job->fail(op.error);
       jobs_.clear();
-      proto::send(sock_, proto::make(proto::Cmd::cancel, std::vector<int>{}), false);
+      out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
       std::lock_guard lock(mu_);
       pending_ = 0;
       ++fails_done_;
@@ -203,9 +137,12 @@ void Session::process(std::vector<Op>& ops) {
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
   flush();
+  ops_taken_.clear();
+  return true;
 }
 
-void Session::on_result(proto::Message& m) {
+void Session::deliver(proto::Message& m) {
+  if (m.cmd != proto::Cmd::result) return;
   auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
   if (m.frames.size() != 2 * specs.size()) throw SerializationError("result: frame count");
   std::uint64_t settled = 0;
@@ -232,6 +169,74 @@ void Session::on_result(proto::Message& m) {
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
   settle(settled);
+}
+
+}  // namespace mqpool::detail
+
+namespace mqpool::detail {
+
+RemoteLink::RemoteLink(zmq::context_t& ctx, const std::string& endpoint, Session& session,
+                       std::chrono::milliseconds connect_timeout)
+    : sock_(ctx, zmq::socket_type::dealer), session_(session) {
+  sock_.set(zmq::sockopt::sndhwm, 0);
+  sock_.set(zmq::sockopt::rcvhwm, 0);
+  sock_.set(zmq::sockopt::linger, 0);
+  sock_.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
+  // ZeroMQ connects in the background and retries for ever; a pool on a wrong address
+  // should say so instead. The socket monitor reports the finished ZMTP handshake.
+  const std::string addr = "inproc://mqpool-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  if (zmq_socket_monitor(sock_.handle(), addr.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
+    throw zmq::error_t();
+  zmq::socket_t mon(ctx, zmq::socket_type::pair);
+  mon.set(zmq::sockopt::linger, 0);
+  mon.connect(addr);
+  try {
+    sock_.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+  }
+  zmq::pollitem_t item{mon.handle(), 0, ZMQ_POLLIN, 0};
+  const bool ok = zmq::poll(&item, 1, connect_timeout) > 0;
+  zmq_socket_monitor(sock_.handle(), nullptr, 0);
+  if (!ok)
+    throw ConnectionError("no broker answered at " + endpoint + " within " +
+                          std::to_string(connect_timeout.count()) + " ms");
+  thread_ = std::thread([this] { run(); });
+}
+
+RemoteLink::~RemoteLink() {
+  session_.stop();
+  thread_.join();
+}
+
+void RemoteLink::run() {
+  zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, session_.wake_fd(), ZMQ_POLLIN, 0}};
+  std::vector<proto::Message> out;
+  while (true) {
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      if (e.num() != EINTR) throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      if (!session_.take(out)) return;
+      for (proto::Message& m : out) proto::send(sock_, std::move(m), false);
+      out.clear();
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (int i = 0; i < kDrainBatch; ++i) {
+        try {
+          std::optional<proto::Message> m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
+          if (!m) break;
+          session_.deliver(*m);
+        } catch (const SerializationError& e) {
+          log().warn("client: dropped a malformed message from the broker: {}", e.what());
+        }
+      }
+    }
+  }
 }
 
 }  // namespace mqpool::detail

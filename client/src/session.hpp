@@ -1,8 +1,11 @@
-// The client session: one I/O thread that owns the DEALER to the broker. Callers hand
-// it work through a queue and a wake-up (an eventfd); it batches whatever is waiting
-// into one SUBMIT, and routes RESULT chunks to their jobs.
+// The client session: the client side of the protocol. Callers hand it work through a
+// queue and a wake-up (an eventfd); one I/O thread drives it, batching whatever waits
+// into one SUBMIT and routing RESULT chunks to their jobs. In a local pool that thread is
+// the broker's own (the session is its LocalClient: no socket, no extra hand-off); in a
+// cluster pool it is a RemoteLink's, which owns a DEALER to the broker.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -13,20 +16,16 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "local_client.hpp"
 #include "mqpool/detail/job.hpp"
 #include "protocol.hpp"
 
 namespace mqpool::detail {
 
-class Session {
+class Session final : public broker::LocalClient {
  public:
-  // Connects to the broker's client endpoint and starts the I/O thread. With a
-  // `connect_timeout`, first waits that long for the connection's handshake and throws
-  // ConnectionError if it does not complete.
-  Session(zmq::context_t& ctx, const std::string& endpoint, std::uint32_t max_retries,
-          std::chrono::milliseconds connect_timeout = std::chrono::milliseconds(0));
-  // Stops the I/O thread; outcomes still in flight are dropped.
-  ~Session();
+  explicit Session(std::uint32_t max_retries);
+  ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -34,10 +33,17 @@ class Session {
   void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
               std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last);
   // Fails every task without an outcome with `e` and asks the broker to drop this
-  // client's work. Thread-safe; returns once done.
+  // client's work. Thread-safe; returns once done (or once the session has stopped).
   void fail_all(const WireError& e);
-  // Waits until every submitted task has its outcome. Thread-safe.
+  // Waits until every submitted task has its outcome (or the session has stopped).
   void wait_idle();
+  // Ends the driver's loop and releases every waiter. Thread-safe.
+  void stop();
+
+  // The driver's side (the one I/O thread).
+  int wake_fd() const override { return wake_fd_; }
+  bool take(std::vector<proto::Message>& out) override;
+  void deliver(proto::Message& m) override;
 
  private:
   struct Op {
@@ -56,26 +62,39 @@ class Session {
     bool last = false;
   };
 
-  void await_handshake(zmq::context_t& ctx, const std::string& endpoint,
-                       std::chrono::milliseconds timeout);
   void push(Op&& op);
-  void run();
-  void process(std::vector<Op>& ops);
-  void on_result(proto::Message& m);
   void settle(std::uint64_t done);
 
-  zmq::socket_t sock_;
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
-  std::thread thread_;
-  std::unordered_map<std::uint64_t, JobRec> jobs_;  // I/O thread only
+  std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
+  std::vector<Op> ops_taken_;                        // driver thread only
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::vector<Op> ops_;
-  std::uint64_t pending_ = 0;   // tasks submitted without an outcome
+  std::uint64_t pending_ = 0;  // tasks submitted without an outcome
   std::uint64_t fails_done_ = 0;
   bool stop_ = false;
+};
+
+// A cluster pool's link to a remote broker: a thread that owns a DEALER and drives a
+// Session over it.
+class RemoteLink {
+ public:
+  // Connects, waits up to `connect_timeout` for the handshake (ConnectionError if it does
+  // not complete), then starts the thread.
+  RemoteLink(zmq::context_t& ctx, const std::string& endpoint, Session& session,
+             std::chrono::milliseconds connect_timeout);
+  // Stops the session and the thread.
+  ~RemoteLink();
+
+ private:
+  void run();
+
+  zmq::socket_t sock_;
+  Session& session_;
+  std::thread thread_;
 };
 
 }  // namespace mqpool::detail
