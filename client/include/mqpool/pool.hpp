@@ -199,28 +199,46 @@ class Pool {
     const std::string name = detail::TaskRef<F>::name(f);
     const std::uint64_t id = detail::new_job(*core_);
     auto state = std::make_shared<detail::ResultState<detail::MapResult<R>>>();
-    std::size_t n;
-    if constexpr (std::ranges::sized_range<In>) {
-      n = std::ranges::size(inputs);
-    } else {
-      n = 0;  // unknown: automatic chunks are cut by bytes only
-    }
-    const std::uint32_t cs = opts.chunksize == 0 && n == 0
-                                 ? std::uint32_t{1} << 30
-                                 : detail::chunksize_for(opts.chunksize, n, detail::workers(*core_));
-    detail::ChunkWriter w(cs, opts.chunksize == 0 ? detail::kAutoChunkBytes : 0);
-    for (auto&& x : inputs) {
+    auto add = [](detail::ChunkWriter& w, const auto& x) {
       if constexpr (Star)
         detail::add_star<Args>(w, x);
       else
         detail::add_arg<Args>(w, x);
+    };
+    const std::size_t cap = opts.chunksize == 0 ? detail::kAutoChunkBytes : 0;
+    if constexpr (std::ranges::sized_range<In>) {
+      // The size is known: each chunk is sent as soon as it is encoded, so the workers
+      // start while the rest of the input is still being encoded.
+      const std::size_t n = std::ranges::size(inputs);
+      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), n);
+      if (n == 0) {
+        job->finish_empty();
+        return state;
+      }
+      const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, detail::workers(*core_));
+      detail::ChunkWriter w(cs, cap);
+      for (auto&& x : inputs) {
+        add(w, x);
+        if (w.closed() > 0) detail::submit(*core_, id, job, name, w.take_closed(), false);
+      }
+      if (w.next() != n)
+        throw std::logic_error("map: the input range yielded " + std::to_string(w.next()) +
+                               " items but its size() said " + std::to_string(n));
+      detail::submit(*core_, id, job, name, w.take(), true);
+    } else {
+      // Unknown size: encode everything first (Python's map takes list(iterable) too);
+      // automatic chunks are then cut by bytes only.
+      detail::ChunkWriter w(opts.chunksize > 0 ? static_cast<std::uint32_t>(opts.chunksize)
+                                               : std::uint32_t{1} << 30,
+                            cap);
+      for (auto&& x : inputs) add(w, x);
+      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next());
+      if (w.next() == 0) {
+        job->finish_empty();
+        return state;
+      }
+      detail::submit(*core_, id, job, name, w.take(), true);
     }
-    auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next());
-    if (w.next() == 0) {  // nothing to do: ready at once
-      job->finish_empty();
-      return state;
-    }
-    detail::submit(*core_, id, job, name, w.take(), true);
     return state;
   }
 

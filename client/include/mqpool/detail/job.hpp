@@ -58,6 +58,17 @@ class ChunkWriter {
   }
   // Index of the next task.
   std::uint64_t next() const { return next_; }
+  // Chunks that are complete (all but an open last one).
+  std::size_t closed() const { return chunks_.size() - (open_ ? 1 : 0); }
+  // Takes the complete chunks, leaving an open one in place.
+  std::vector<EncodedChunk> take_closed() {
+    std::vector<EncodedChunk> out;
+    if (!open_) return take();
+    out.reserve(chunks_.size() - 1);
+    for (std::size_t i = 0; i + 1 < chunks_.size(); ++i) out.push_back(std::move(chunks_[i]));
+    chunks_.erase(chunks_.begin(), chunks_.end() - 1);
+    return out;
+  }
   // The chunks so far, the last one closed.
   std::vector<EncodedChunk> take() {
     open_ = false;

@@ -139,6 +139,7 @@ class MapJob final : public Job {
   }
   // A map over no input: complete at once, with the callback.
   void finish_empty() { finish(); }
+  int chunksize() const { return opts_.chunksize; }
   void fail(const WireError& e) override {
     if (finished_) return;
     for (std::size_t i = 0; i < got_.size(); ++i)
