@@ -223,6 +223,13 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
   if (m.frames.size() != 2 * ids.size())
     throw SerializationError("done: chunk count and frame count differ");
   auto ex = executors_.find(peer);
+  // One RESULT per client per DONE, however many chunks the bundle held.
+  struct Reply {
+    const std::string* client;
+    std::vector<proto::ResultSpec> specs;
+    std::vector<zmq::message_t> frames;
+  };
+  std::vector<Reply> replies;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     auto it = chunks_.find(ids[i]);
     if (it == chunks_.end()) {
@@ -237,9 +244,19 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     }
     if (m.frames[2 * i].size() > 0) ++counters_.failed;
     counters_.done += c.spec.count;
-    deliver(c, std::move(m.frames[2 * i]), std::move(m.frames[2 * i + 1]));
-    chunks_.erase(it);
+    auto r = std::find_if(replies.begin(), replies.end(),
+                          [&](const Reply& x) { return *x.client == c.client; });
+    if (r == replies.end()) r = replies.insert(replies.end(), Reply{&c.client, {}, {}});
+    r->specs.push_back({c.spec.seq, c.spec.count});
+    r->frames.push_back(std::move(m.frames[2 * i]));
+    r->frames.push_back(std::move(m.frames[2 * i + 1]));
   }
+  for (Reply& r : replies) {
+    proto::Message out = proto::make(proto::Cmd::result, r.specs, *r.client);
+    out.frames = std::move(r.frames);
+    outbox_.push_back({Side::client, std::move(out)});
+  }
+  for (std::uint64_t id : ids) chunks_.erase(id);
   if (ex != executors_.end() && ex->second.inflight > 0) {
     learn_cost(ex->second, now);
     --ex->second.inflight;

@@ -170,13 +170,16 @@ class Simulation {
   void record(const proto::Message& m) {
     const auto it = client_index_.find(m.peer);
     const auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
-    if (it == client_index_.end() || specs.size() != 1 || specs[0].count != 1 ||
-        m.frames.size() != 2 || m.frames[1].size() != 1 || m.frames[0].size() != 0)
+    if (it == client_index_.end() || specs.empty() || m.frames.size() != 2 * specs.size())
       return error("a malformed or misaddressed RESULT");
-    auto& seen = seen_[it->second];
-    if (specs[0].seq >= seen.size() || seen[specs[0].seq]++ != 0)
-      return error("a second RESULT for seq " + std::to_string(specs[0].seq));
-    ++f_.results;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      if (specs[i].count != 1 || m.frames[2 * i + 1].size() != 1 || m.frames[2 * i].size() != 0)
+        return error("a malformed RESULT chunk");
+      auto& seen = seen_[it->second];
+      if (specs[i].seq >= seen.size() || seen[specs[i].seq]++ != 0)
+        return error("a second RESULT for seq " + std::to_string(specs[i].seq));
+      ++f_.results;  // counts chunks answered, one RESULT message may carry several
+    }
   }
 
   void check() {

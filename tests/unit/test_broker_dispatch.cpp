@@ -142,10 +142,19 @@ TEST(BrokerDispatch, OneDoneForABundleAnswersEachChunkToItsOwnClient) {
   ASSERT_EQ(sent.size(), 1u);
   ASSERT_GE(sent[0].tasks.size(), 2u);
   h.answer(sent[0]);
+  // One RESULT per client, carrying each of that client's chunks with its two frames.
   std::multiset<std::string> to;
-  for (const auto& r : only(h.take(), Cmd::result)) to.insert(r.peer);
-  EXPECT_EQ(to.size(), sent[0].tasks.size());  // one RESULT per chunk of the bundle
-  EXPECT_EQ(to.count("alice"), 2u);
+  std::size_t chunks = 0;
+  for (const auto& r : only(h.take(), Cmd::result)) {
+    to.insert(r.peer);
+    EXPECT_EQ(r.frames.size(), 2 * r.results.size());
+    chunks += r.results.size();
+    if (r.peer == "alice") {
+      EXPECT_EQ(r.results.size(), 2u);
+    }
+  }
+  EXPECT_EQ(chunks, sent[0].tasks.size());
+  EXPECT_EQ(to.count("alice"), 1u);
 }
 
 TEST(BrokerDispatch, IdleExecutorsGetWorkBeforeBusyOnes) {
@@ -292,7 +301,7 @@ TEST(BrokerDispatch, EveryChunkIsDispatchedOnceAndAnsweredOnce) {
         for (const auto& t : s.tasks) EXPECT_TRUE(dispatched.insert(t.chunk).second) << t.chunk;
         h.answer(s);
       } else if (s.cmd == Cmd::result) {
-        ++results[{s.peer, s.results.at(0).seq}];
+        for (const auto& r : s.results) ++results[{s.peer, r.seq}];
       }
     }
   }
