@@ -74,7 +74,7 @@ void Session::fail_all(const WireError& e) {
   }
   Op op;
   op.kind = Op::fail_all;
-  op.error = e;
+  op.error = std::make_shared<const WireError>(e);
   push(std::move(op));
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return fails_done_ >= ticket || stop_; });
@@ -115,7 +115,7 @@ bool Session::take(std::vector<proto::Message>& out) {
   for (Op& op : ops_taken_) {
     if (op.kind == Op::fail_all) {
       flush();
-      for (auto& [id, rec] : jobs_) rec.job->fail(op.error);
+      for (auto& [id, rec] : jobs_) rec.job->fail(*op.error);
       jobs_.clear();
       out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
       std::lock_guard lock(mu_);

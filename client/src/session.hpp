@@ -54,7 +54,7 @@ class Session final : public broker::LocalClient {
     std::uint32_t timeout_ms = 0;
     std::vector<EncodedChunk> chunks;
     bool last = false;
-    WireError error;
+    std::shared_ptr<const WireError> error;  // fail_all only: kept out of line, Ops are many
   };
   struct JobRec {
     std::shared_ptr<Job> job;
