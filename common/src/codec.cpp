@@ -9,6 +9,11 @@ namespace mqpool::detail {
 namespace {
 constexpr std::size_t kMaxDepth = 64;
 
+// Strings and byte arrays point into the buffer instead of being copied into the zone:
+// the buffer outlives every object decoded from it, and a payload is then copied once,
+// into its final type.
+bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true; }
+
 // Every element takes at least one byte, so no honest header declares more elements
 // than the bytes that remain; this stops a 5-byte message from asking for gigabytes.
 msgpack::unpack_limit limits_for(std::size_t remaining) {
@@ -101,7 +106,7 @@ const msgpack::object& Reader::next() {
   zone_.clear();
   try {
     bool referenced = false;
-    obj_ = msgpack::unpack(zone_, data_, size_, offset_, referenced, nullptr, nullptr,
+    obj_ = msgpack::unpack(zone_, data_, size_, offset_, referenced, reference_all, nullptr,
                            limits_for(size_ - offset_));
   } catch (const std::exception& e) {
     throw SerializationError(std::string("malformed msgpack: ") + e.what());
@@ -132,7 +137,7 @@ msgpack::object_handle unpack_exact(const void* data, std::size_t size) {
   std::size_t off = 0;
   msgpack::object_handle h;
   try {
-    h = msgpack::unpack(p, size, off, nullptr, nullptr, limits_for(size));
+    h = msgpack::unpack(p, size, off, reference_all, nullptr, limits_for(size));
   } catch (const std::exception& e) {
     throw SerializationError(std::string("malformed msgpack: ") + e.what());
   }

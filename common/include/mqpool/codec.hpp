@@ -112,11 +112,40 @@ std::vector<std::size_t> object_sizes(const void* data, std::size_t size, std::s
 // Decodes exactly one object spanning the whole buffer (headers). Throws SerializationError.
 msgpack::object_handle unpack_exact(const void* data, std::size_t size);
 
+template <class T>
+struct is_tuple : std::false_type {};
+template <class... T>
+struct is_tuple<std::tuple<T...>> : std::true_type {};
+
+template <class T>
+constexpr bool is_byte_container_v =
+    std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>> ||
+    std::is_same_v<T, std::vector<unsigned char>>;
+
+template <class T>
+T convert_value(const msgpack::object& o) {
+  if constexpr (is_byte_container_v<T>) {
+    // assign() copies once; msgpack's adaptor would zero-fill the buffer first.
+    if (o.type == msgpack::type::BIN) return T(o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size);
+    if (o.type == msgpack::type::STR) return T(o.via.str.ptr, o.via.str.ptr + o.via.str.size);
+    throw msgpack::type_error();
+  } else if constexpr (is_tuple<T>::value) {
+    // Argument tuples: element by element, so that byte payloads take the path above.
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<T>)
+      throw msgpack::type_error();
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return T(convert_value<std::tuple_element_t<I, T>>(o.via.array.ptr[I])...);
+    }(std::make_index_sequence<std::tuple_size_v<T>>{});
+  } else {
+    return o.as<T>();
+  }
+}
+
 // Converts a decoded object to T; throws SerializationError naming what was expected.
 template <class T>
 T convert(const msgpack::object& o) {
   try {
-    return o.as<T>();
+    return convert_value<T>(o);
   } catch (const std::exception& e) {
     throw SerializationError(std::string("cannot decode value: ") + e.what());
   }
