@@ -10,3 +10,19 @@ namespace mqpool {
 int worker_main(int argc, char** argv);
 
 }  // namespace mqpool
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "mqpool/registry.hpp"
+
+namespace mqpool {
+
+// The built-in task "mqpool.exec" that every worker has: runs argv (PATH is searched)
+// and returns {exit code, standard output, standard error}; the exit code is 128 + N
+// when signal N ended the command, 127 when it could not be started.
+inline const Remote<std::tuple<int, std::string, std::string>(std::vector<std::string>)> exec_task{
+    "mqpool.exec"};
+
+}  // namespace mqpool
