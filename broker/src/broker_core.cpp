@@ -10,6 +10,10 @@ constexpr std::size_t kMaxBundle = 64;  // chunks per TASK message, when the que
 // A bundle carries about this much work: long enough to amortise the round trip that
 // an executor waits between TASKs, short enough that the tail of a map stays balanced.
 constexpr auto kBundleWork = std::chrono::milliseconds(2);
+// A busy executor gets a second TASK (prefetch, hiding the round trip) only when what it
+// runs is known to end within this; a task never waits long behind another on a busy
+// executor while an idle one could have taken it.
+constexpr auto kPrefetchHorizon = std::chrono::milliseconds(50);
 
 // One frame per task of a chunk, sliced at msgpack object boundaries.
 std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count) {
@@ -81,7 +85,7 @@ void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
 void BrokerCore::submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args) {
   const std::uint64_t id = next_chunk_++;
   counters_.submitted += spec.count;
-  chunks_.emplace(id, Chunk{client, std::move(spec), std::move(args), 0, {}});
+  chunks_.emplace(id, Chunk{client, std::move(spec), std::move(args), 0, false, {}});
   queue_.push_back(id);
   ++queue_live_;
 }
@@ -114,7 +118,8 @@ void BrokerCore::unlink(Executor& e) {
 // lists when it has no credit left or must get no work.
 void BrokerCore::offer(Executor& e) {
   unlink(e);
-  if (e.doomed || e.timed || e.inflight >= e.capacity) return;
+  if (e.doomed || e.exclusive || e.inflight >= e.capacity) return;
+  if (e.inflight > 0 && !prefetchable(e)) return;  // back on a list when its DONE comes
   ReadyList& l = ready_[e.inflight];
   e.bucket = static_cast<int>(e.inflight);
   e.prev = l.tail;
@@ -139,10 +144,22 @@ std::size_t BrokerCore::share() const {
   return std::clamp<std::size_t>(s, 1, kMaxBundle);
 }
 
+bool BrokerCore::prefetchable(const Executor& e) const {
+  Clock::duration busy{};
+  for (const Executor::Sent& s : e.sent) {  // at most `capacity` entries
+    auto cost = cost_.find(s.fn);
+    if (cost == cost_.end()) return false;
+    busy += cost->second * static_cast<std::int64_t>(s.tasks);
+  }
+  return busy <= kPrefetchHorizon;
+}
+
 void BrokerCore::learn_cost(Executor& e, TimePoint now) {
   if (e.sent.empty()) return;
   const Executor::Sent& s = e.sent.front();
-  const auto per_task = (now - s.at) / std::max<std::uint64_t>(s.tasks, 1);
+  const TimePoint start = std::max(s.at, e.last_done);  // queued behind the previous TASK
+  e.last_done = now;
+  const auto per_task = (now - start) / std::max<std::uint64_t>(s.tasks, 1);
   auto [it, fresh] = cost_.try_emplace(s.fn, per_task);
   if (!fresh) it->second = (it->second * 3 + per_task) / 4;  // EWMA: follows drift, damps noise
   e.sent.pop_front();
@@ -167,16 +184,18 @@ void BrokerCore::dispatch(TimePoint now) {
         continue;
       }
       Chunk& c = it->second;
-      // A chunk with a time limit travels alone and only to an idle executor, which takes
-      // nothing else meanwhile: its clock then measures the task itself, not a queue.
-      if (c.spec.timeout_ms > 0 && !specs.empty()) break;
+      // A chunk with a time limit, or one that was on an executor that died, travels alone
+      // and only to an idle executor, which takes nothing else meanwhile: its clock then
+      // measures the task itself, and its next death is its own.
+      const bool alone = c.spec.timeout_ms > 0 || c.suspect;
+      if (alone && !specs.empty()) break;
       if (!specs.empty()) {  // bundle only what is known to be cheap
         auto cost = cost_.find(c.spec.fn);
         if (cost == cost_.end()) break;
         work += cost->second * c.spec.count;
         if (work > kBundleWork) break;
       }
-      if (c.spec.timeout_ms > 0 && e->inflight > 0) {
+      if (alone && e->inflight > 0) {
         offer(*e);
         return;  // ready_ gave the least-loaded executor first: none is idle
       }
@@ -190,9 +209,10 @@ void BrokerCore::dispatch(TimePoint now) {
         if (auto cost = cost_.find(c.spec.fn); cost != cost_.end()) work = cost->second * c.spec.count;
       frames.emplace_back();
       frames.back().copy(c.args);  // shares the buffer (refcounted): kept for a retry, not copied
-      if (c.spec.timeout_ms > 0) {
-        deadlines_.push({now + std::chrono::milliseconds(c.spec.timeout_ms), cid, id});
-        e->timed = true;
+      if (alone) {
+        if (c.spec.timeout_ms > 0)
+          deadlines_.push({now + std::chrono::milliseconds(c.spec.timeout_ms), cid, id});
+        e->exclusive = true;
         break;
       }
     }
@@ -201,7 +221,10 @@ void BrokerCore::dispatch(TimePoint now) {
       return;
     }
     ++e->inflight;
-    e->sent.push_back({now, tasks, specs.front().fn});
+    std::vector<std::uint64_t> ids;
+    ids.reserve(specs.size());
+    for (const auto& t : specs) ids.push_back(t.chunk);
+    e->sent.push_back({now, tasks, specs.front().fn, std::move(ids)});
     proto::Message m = proto::make(proto::Cmd::task, specs, id);
     m.frames = std::move(frames);
     outbox_.push_back({Side::worker, std::move(m)});
@@ -260,7 +283,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
   if (ex != executors_.end() && ex->second.inflight > 0) {
     learn_cost(ex->second, now);
     --ex->second.inflight;
-    ex->second.timed = false;
+    ex->second.exclusive = false;
     offer(ex->second);
   }
 }
@@ -273,20 +296,29 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
   drop_executor(proto::executor_id(agent, e.pid), !e.planned, e.reason);
 }
 
-// Forgets an executor; its chunks go back to the front of the queue. When the death
-// was its own doing (not a planned exit, not a kill we ordered for someone else's
-// timeout), each try counts against the chunk's retries.
+// Forgets an executor; its chunks go back to the front of the queue. A death that was
+// its own doing (not a planned exit, not a kill we ordered for someone else's timeout)
+// counts against the retries of every task it held (API.md: the task's worker process
+// died) that had started. Those tasks then travel one by one, each alone on its executor, so that a
+// poisonous input cannot take its neighbours down again and the next death names it.
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
   unlink(it->second);
   Executor ex = std::move(it->second);
   executors_.erase(it);
-  const bool penalise = its_fault && !ex.doomed;
-  for (std::uint64_t cid : ex.chunks) requeue(cid, penalise, reason + " on " + ex.name);
+  const bool crashed = its_fault && !ex.doomed;
+  // The executor runs its TASKs in order: only the first had started; a prefetched one
+  // goes back untouched.
+  const std::vector<std::uint64_t> none;
+  const auto& running = ex.sent.empty() ? none : ex.sent.front().chunks;
+  for (std::uint64_t cid : ex.chunks) {
+    const bool ran = std::find(running.begin(), running.end(), cid) != running.end();
+    requeue(cid, crashed && ran, crashed && ran, reason + " on " + ex.name);
+  }
 }
 
-void BrokerCore::requeue(std::uint64_t id, bool penalise, const std::string& reason) {
+void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason) {
   auto it = chunks_.find(id);
   if (it == chunks_.end()) return;
   Chunk& c = it->second;
@@ -299,7 +331,8 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, const std::string& rea
     return;
   }
   ++counters_.retried;
-  if (penalise && c.spec.count > 1) {
+  if (split) c.suspect = true;
+  if (split && c.spec.count > 1) {
     // One poisonous input must not take its neighbours down with it: retry one by one.
     std::vector<zmq::message_t> parts;
     try {
@@ -316,7 +349,8 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, const std::string& rea
       spec.seq += i;
       spec.count = 1;
       const std::uint64_t nid = next_chunk_++;
-      chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, {}});
+      chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses,
+                                 true, {}});
       queue_.push_front(nid);
       ++queue_live_;
     }

@@ -55,7 +55,8 @@ class BrokerCore {
     std::string client;
     proto::ChunkSpec spec;
     zmq::message_t args;
-    std::uint32_t losses = 0;  // dispatches that ended with the executor dying
+    std::uint32_t losses = 0;  // deaths of an executor that ran nothing but this chunk
+    bool suspect = false;      // was on an executor that died: now travels alone
     std::string executor;      // empty while queued
   };
   struct Executor {
@@ -72,14 +73,16 @@ class BrokerCore {
     Executor* next = nullptr;
     const std::string* id = nullptr;
     bool doomed = false;         // being killed: no more work
-    bool timed = false;          // runs a chunk with a time limit: nothing else meanwhile
+    bool exclusive = false;      // runs a timed or suspect chunk: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
     struct Sent {
       TimePoint at;
       std::uint64_t tasks;
       std::string fn;
+      std::vector<std::uint64_t> chunks;
     };
     std::deque<Sent> sent;  // TASK messages without a DONE, oldest first
+    TimePoint last_done{};  // a prefetched TASK starts when the one before it is done
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
   };
@@ -103,7 +106,7 @@ class BrokerCore {
   void offer(Executor& e);
   Executor* pop_ready();
   void unlink(Executor& e);
-  void requeue(std::uint64_t id, bool penalise, const std::string& reason);
+  void requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values);
   void kill_executor(const std::string& id);
@@ -112,6 +115,7 @@ class BrokerCore {
   void drop_executor(const std::string& id, bool its_fault, const std::string& reason);
   std::size_t share() const;
   void learn_cost(Executor& e, TimePoint now);
+  bool prefetchable(const Executor& e) const;
 
   std::uint64_t next_chunk_ = 1;
   std::unordered_map<std::uint64_t, Chunk> chunks_;

@@ -28,6 +28,7 @@ class PoolCore {
   void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
               std::vector<EncodedChunk> chunks, bool last);
   int workers() const { return processes_; }
+  bool accepting();
   void close();
   void terminate();
   void join();

@@ -181,6 +181,7 @@ TEST(BrokerCancel, DropsTheClientsQueuedChunksAndKillsExecutorsRunningItsChunks)
 
 TEST(BrokerCancel, AnotherClientsChunkOnTheKilledExecutorIsRequeuedWithoutPenalty) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   h.hello(1);
   h.ready(1, 10, 2, 1);
   h.submit_singles("quitter", 0, 1, 0, /*max_retries=*/0);

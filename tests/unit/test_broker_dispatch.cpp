@@ -22,9 +22,10 @@ TEST(BrokerDispatch, NothingIsSentWithoutAnExecutor) {
 
 TEST(BrokerDispatch, ChunksGoToAReadyExecutorAsTaskMessagesNeverBeyondItsCredit) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   h.ready(1, 100, /*credit=*/2, /*max_bundle=*/1);
   EXPECT_TRUE(h.take().empty());
-  h.submit("c1", {chunk(10, 3, 0, 3, "f"), chunk(13), chunk(14), chunk(15), chunk(16)},
+  h.submit("c1", {chunk(10, 3), chunk(13), chunk(14), chunk(15), chunk(16)},
            {int_args(10, 3), int_args(13), int_args(14), int_args(15), int_args(16)});
   auto sent = h.take();
   ASSERT_EQ(sent.size(), 2u);  // credit 2: two TASK messages, no more
@@ -37,7 +38,7 @@ TEST(BrokerDispatch, ChunksGoToAReadyExecutorAsTaskMessagesNeverBeyondItsCredit)
   }
   // Queue order, with the chunk's count, function and argument bytes as submitted.
   EXPECT_EQ(sent[0].tasks[0].count, 3u);
-  EXPECT_EQ(sent[0].tasks[0].fn, "f");
+  EXPECT_EQ(sent[0].tasks[0].fn, "fn");
   EXPECT_EQ(bytes(sent[0].frames[0]), int_args(10, 3));
   EXPECT_EQ(sent[1].tasks[0].count, 1u);
   EXPECT_EQ(bytes(sent[1].frames[0]), int_args(13));
@@ -82,6 +83,7 @@ TEST(BrokerDispatch, AnExecutorThatJoinsLateGetsTheQueuedWork) {
 
 TEST(BrokerDispatch, DoneForwardsAResultToTheRightClientWithTheFramesUnchanged) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   h.ready(1, 100, 2, 1);
   h.submit("alice", {chunk(7, 2)}, {int_args(0, 2)});
   h.submit("bob", {chunk(50, 1)}, {int_args(5)});
@@ -127,7 +129,7 @@ TEST(BrokerDispatch, DoneForwardsAResultToTheRightClientWithTheFramesUnchanged) 
 
   EXPECT_EQ(h.core.running(), 0u);
   EXPECT_EQ(h.core.queued(), 0u);
-  EXPECT_EQ(h.core.counters().done, 3u);
+  EXPECT_EQ(h.core.counters().done, 3u + 1u);  // and the one teach_cheap() ran
   EXPECT_EQ(h.core.counters().failed, 1u);
   EXPECT_EQ(h.core.counters().duplicates, 0u);
 }
@@ -222,6 +224,22 @@ TEST(BrokerDispatch, ExpensiveTasksAreNotBundled) {
   auto next = only(h.take(), Cmd::task);
   ASSERT_EQ(next.size(), 1u);
   EXPECT_EQ(next[0].tasks.size(), 1u);
+}
+
+TEST(BrokerDispatch, ABusyExecutorGetsASecondTaskOnlyBehindKnownShortWork) {
+  Harness h;
+  h.ready(1, 100, /*credit=*/2);
+  h.submit_singles("c1", 0, 1);
+  auto first = h.take();
+  ASSERT_EQ(first.size(), 1u);
+  h.submit_singles("c1", 1, 1);
+  EXPECT_TRUE(h.take().empty()) << "prefetched behind a task of unknown length";
+  h.now += std::chrono::microseconds(10);
+  h.answer(first[0]);  // now the task is known to be short
+  auto second = only(h.take(), Cmd::task);
+  ASSERT_EQ(second.size(), 1u);
+  h.submit_singles("c1", 2, 1);
+  EXPECT_EQ(only(h.take(), Cmd::task).size(), 1u) << "no prefetch behind known-short work";
 }
 
 TEST(BrokerDispatch, ShallowQueuesAreNotBundled) {

@@ -44,6 +44,7 @@ TEST(BrokerExecutorLoss, ChunksGoBackToTheFrontAndToAnotherExecutor) {
 
 TEST(BrokerExecutorLoss, AMultiTaskChunkIsRetriedOneTaskAtATime) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   h.ready(1, 100, 1);
   const std::string args = int_args(40, 3);  // three objects: (40) (41) (42)
   h.submit("c1", {chunk(20, 3, 0, /*max_retries=*/2)}, {args});
@@ -53,7 +54,8 @@ TEST(BrokerExecutorLoss, AMultiTaskChunkIsRetriedOneTaskAtATime) {
   EXPECT_EQ(h.core.queued(), 3u);  // three single-task chunks
   EXPECT_EQ(h.core.running(), 0u);
 
-  h.ready(2, 200, 3, 1);
+  // Retried pieces travel alone, each to an idle executor.
+  for (std::uint32_t pid = 200; pid < 203; ++pid) h.ready(2, pid, 3, 1);
   auto sent = h.take();
   ASSERT_EQ(sent.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) {
@@ -75,6 +77,7 @@ TEST(BrokerExecutorLoss, AMultiTaskChunkIsRetriedOneTaskAtATime) {
 
 TEST(BrokerExecutorLoss, SplitPiecesKeepTheirLossesAndAStringArgumentSurvivesIntact) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   msgpack::sbuffer buf;
   mqpool::detail::Packer packer(buf);
   const std::vector<std::string> objects{std::string(300, 'a'), "",
@@ -89,11 +92,11 @@ TEST(BrokerExecutorLoss, SplitPiecesKeepTheirLossesAndAStringArgumentSurvivesInt
   h.submit("c1", {chunk(0, 3, 0, /*max_retries=*/1)}, {std::string(buf.data(), buf.size())});
   h.take();
   h.exited(1, 1, kSigkill);  // loss 1 of 2 allowed tries: split
-  h.ready(2, 2, 3, 1);
+  for (std::uint32_t pid = 2; pid < 5; ++pid) h.ready(2, pid, 3, 1);  // pieces travel alone
   auto sent = h.take();
   ASSERT_EQ(sent.size(), 3u);
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(bytes(sent[i].frames[0]), pieces[i]);
-  h.exited(2, 2, kSigkill);  // loss 2: every piece has now used its retry
+  for (std::uint32_t pid = 2; pid < 5; ++pid) h.exited(2, pid, kSigkill);  // loss 2 for each
   auto failed = only(h.take(), Cmd::result);
   EXPECT_EQ(failed.size(), 3u);
   for (const auto& r : failed) {
@@ -259,6 +262,7 @@ TEST(BrokerLateDone, DoneForAnUnknownChunkIsCountedAsADuplicate) {
 // broker lose track of chunks: every chunk still ends with exactly one RESULT.
 TEST(BrokerExecutorLoss, ALossWithUnsplittableArgumentsLosesNoChunk) {
   Harness h;
+  h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
   h.ready(1, 100, 2, 1);
   h.submit("evil", {chunk(0, 3)}, {int_args(0, 1) + "\xc1"});  // 3 tasks declared, 1 present
   h.submit("good", {chunk(0, 1)}, {int_args(7)});

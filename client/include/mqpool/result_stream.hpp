@@ -84,7 +84,12 @@ class ResultStream {
         job_->cv.wait(lock, ready);
       }
       if (!job_->has_next()) {
-        if (ended()) return std::nullopt;
+        if (ended()) {
+          if (!input_done_)  // stopped reading: the pool was joined or terminated
+            throw PoolStateError("Pool not running: this imap stream's input was not read to "
+                                 "the end before the pool stopped");
+          return std::nullopt;
+        }
         std::rethrow_exception(job_->failed_with);
       }
       o = job_->take_next();
@@ -93,13 +98,18 @@ class ResultStream {
     return std::get<0>(std::move(o));
   }
 
-  // With job_->mu held: every task read from the input has been taken.
-  bool ended() const { return input_done_ && job_->next_index == writer_.next(); }
+  // With job_->mu held: every task read from the input has been taken, and no more
+  // will be read (the input ended, or the pool stopped taking work).
+  bool ended() const { return (input_done_ || stopped_) && job_->next_index == writer_.next(); }
 
   // Keeps up to `window_` tasks in flight; reads input only in half-window batches, so
   // submissions are batched too.
   void top_up() {
-    if (input_done_) return;
+    if (input_done_ || stopped_) return;
+    if (!detail::accepting(*core_)) {
+      stopped_ = true;  // read no input that could not be sent; yield what was
+      return;
+    }
     std::uint64_t taken;
     {
       std::lock_guard lock(job_->mu);
@@ -132,6 +142,7 @@ class ResultStream {
   std::uint64_t id_ = 0;
   bool input_done_ = false;
   bool last_sent_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace mqpool

@@ -93,6 +93,8 @@ std::uint64_t new_job(PoolCore& core);
 // every chunk sent has its outcome. Throws PoolStateError once the workers have stopped.
 void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
             std::vector<EncodedChunk> chunks, bool last);
+// False once the workers have stopped (joined or terminated): submit() would throw.
+bool accepting(const PoolCore& core);
 // Worker processes that the automatic chunksize divides the work among.
 int workers(const PoolCore& core);
 

@@ -1,0 +1,153 @@
+#include "tasks.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mqpool/mqpool.hpp>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+namespace ftest {
+namespace {
+
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(path, ec);
+}
+
+// Write then rename, so that a reader never sees a half-written file.
+void write_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+// One write(2) with O_APPEND: lines from several processes never interleave.
+void append_line(const std::string& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path);
+  const std::string text = line + "\n";
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) throw std::runtime_error("short write to " + path);
+}
+
+std::string pid_pair() { return std::to_string(getpid()) + " " + std::to_string(getppid()); }
+
+// Polls for `path` for at most `max_ms`. This is a task's workload, not test synchronisation.
+bool await_file(const std::string& path, std::int64_t max_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
+  while (!exists(path)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+[[noreturn]] void leave(std::int64_t how) {
+  const rlimit no_core{0, 0};  // a SIGSEGV or SIGABRT must not leave core files behind
+  ::setrlimit(RLIMIT_CORE, &no_core);
+  switch (how) {
+    case kSigkill:
+      ::kill(getpid(), SIGKILL);
+      break;
+    case kSigsegv:
+      ::raise(SIGSEGV);
+      break;
+    case kExit3:
+      std::exit(3);
+    case kUnderscore3:
+      ::_exit(3);
+    case kSigstop:
+      ::raise(SIGSTOP);
+      // Continued (nobody should): fall through to a distinctive exit.
+      ::_exit(42);
+    case kAbort:
+      std::abort();
+  }
+  // A signal that did not end the process (blocked or ignored): say so by an odd code.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  ::_exit(99);
+}
+
+int g_initializer_calls = 0;  // per process: each executor has its own copy
+
+}  // namespace
+
+int claim_try(const std::string& dir) {
+  for (int n = 1;; ++n) {
+    const std::string path = dir + "/try-" + std::to_string(n);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+      return n;
+    }
+    if (errno != EEXIST) throw std::system_error(errno, std::generic_category(), "open " + path);
+  }
+}
+
+std::int64_t fated(Fate f) {
+  if (f.dir.empty()) return f.value;
+  const int n = claim_try(f.dir);
+  write_file(f.dir + "/pid-" + std::to_string(n), pid_pair());
+  if (n <= f.deaths) leave(f.how);
+  return f.value;
+}
+
+std::int64_t step(Step s) {
+  write_file(s.dir + "/done-" + std::to_string(s.index), pid_pair());
+  std::this_thread::sleep_for(std::chrono::milliseconds(s.sleep_ms));
+  return s.index;
+}
+
+std::int64_t pid(std::int64_t) { return getpid(); }
+std::int64_t ppid(std::int64_t) { return getppid(); }
+
+std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms) {
+  write_file(pid_path, pid_pair());
+  await_file(gate, max_ms);
+  return getpid();
+}
+
+std::int64_t stuck(std::string dir, std::int64_t ms) {
+  const int n = claim_try(dir);
+  write_file(dir + "/pid-" + std::to_string(n), pid_pair());
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return getpid();
+}
+
+std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t) {
+  return {getpid(), g_initializer_calls};
+}
+
+void counting_initializer(const std::string& dir) {
+  ++g_initializer_calls;
+  append_line(dir + "/init", std::to_string(getpid()));
+}
+
+void throwing_initializer(const std::string& dir) {
+  ++g_initializer_calls;
+  append_line(dir + "/init", std::to_string(getpid()));
+  throw std::runtime_error(kInitializerMessage);
+}
+
+}  // namespace ftest
+
+MQPOOL_TASK_AS(ftest::fated, "failure.fated");
+MQPOOL_TASK_AS(ftest::step, "failure.step");
+MQPOOL_TASK_AS(ftest::pid, "failure.pid");
+MQPOOL_TASK_AS(ftest::ppid, "failure.ppid");
+MQPOOL_TASK_AS(ftest::pid_then_wait, "failure.pid_then_wait");
+MQPOOL_TASK_AS(ftest::stuck, "failure.stuck");
+MQPOOL_TASK_AS(ftest::init_state, "failure.init_state");
