@@ -13,11 +13,9 @@ struct AgentOptions {
   int maxtasksperchild = 0;
   std::function<void()> initializer;
   int parent_fd = -1;  // local mode: read end of a pipe the client holds; EOF = client gone
-  // TASK messages an executor holds at once. One: a task never waits behind a long one
-  // on a busy executor while another is idle (as in Python's Pool, where idle workers
-  // pull). Small tasks still travel in bundles when the queue is deep, which amortises
-  // the round trip that a single credit costs.
-  std::uint32_t credit = 1;
+  // TASK messages an executor may hold at once. The broker uses the second only to
+  // prefetch behind work it has measured as short (broker_core.cpp, kPrefetchHorizon).
+  std::uint32_t credit = 2;
   std::uint32_t heartbeat_ms = 1000;  // Paranoid Pirate timing: interval and liveness
   std::uint32_t liveness = 3;
 };
