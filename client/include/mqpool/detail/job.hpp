@@ -47,8 +47,10 @@ class ChunkWriter {
   template <class Tuple>
   void add(const Tuple& args) {
     if (!open_) {
-      chunks_.emplace_back();
-      chunks_.back().first = next_;
+      // Sized for the whole chunk up front (a few bytes per small task, up to the byte
+      // cap), so a large chunk is not copied again and again as its buffer doubles.
+      const std::size_t guess = std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
+      chunks_.push_back(EncodedChunk{next_, 0, msgpack::sbuffer(std::max<std::size_t>(64, guess))});
       open_ = true;
     }
     EncodedChunk& c = chunks_.back();
