@@ -298,9 +298,13 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 
 // Forgets an executor; its chunks go back to the front of the queue. A death that was
 // its own doing (not a planned exit, not a kill we ordered for someone else's timeout)
-// counts against the retries of every task it held (API.md: the task's worker process
-// died) that had started. Those tasks then travel one by one, each alone on its executor, so that a
-// poisonous input cannot take its neighbours down again and the next death names it.
+// counts against the retries of the tasks of the TASK it was running (API.md: the task's
+// worker process died), when that TASK held one chunk. With several chunks on board the
+// culprit is unknown (an executor reports a TASK only when all of it is done), so that
+// death counts against none of them. Either way the chunks that had started are split
+// into single tasks that travel alone: a poisonous input cannot take its neighbours down
+// again, and its next death names it. A prefetched TASK had not started: it goes back
+// untouched.
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
@@ -308,13 +312,12 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
   Executor ex = std::move(it->second);
   executors_.erase(it);
   const bool crashed = its_fault && !ex.doomed;
-  // The executor runs its TASKs in order: only the first had started; a prefetched one
-  // goes back untouched.
   const std::vector<std::uint64_t> none;
   const auto& running = ex.sent.empty() ? none : ex.sent.front().chunks;
+  const bool known_culprit = running.size() == 1;
   for (std::uint64_t cid : ex.chunks) {
     const bool ran = std::find(running.begin(), running.end(), cid) != running.end();
-    requeue(cid, crashed && ran, crashed && ran, reason + " on " + ex.name);
+    requeue(cid, crashed && ran && known_culprit, crashed && ran, reason + " on " + ex.name);
   }
 }
 

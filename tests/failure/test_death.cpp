@@ -70,6 +70,14 @@ TEST(Death, AChunkWithATaskThatDiesOnceStillDeliversEveryResult) {
   EXPECT_EQ(tries(d), 2);
 }
 
+// max_retries = 2: three counted deaths, then the error. A death inside a TASK bundle of
+// several chunks names no culprit and is not counted (broker_core.cpp, drop_executor), so
+// a task the broker bundled with others may run once more; never fewer than three times.
+void expect_counted_tries(int runs) {
+  EXPECT_GE(runs, 3) << "failed before three counted tries";
+  EXPECT_LE(runs, 4) << "more than one uncounted try";
+}
+
 // Tasks that always die, by each cause, amid tasks that succeed, chunksize 3: every
 // chunk holds one task that dies and neighbours that must survive (the retried chunk is
 // split into single tasks). imap shows each position's own outcome. The pool first
@@ -103,7 +111,7 @@ TEST(Death, TasksThatAlwaysDieFailNamingTheCauseWhileTheirNeighboursSucceed) {
         } catch (const mqpool::WorkerLostError& e) {
           EXPECT_NE(std::string(e.what()).find(kCause.at(it->second)), std::string::npos)
               << e.what();
-          EXPECT_EQ(tries(in[i].dir), 3) << "max_retries = 2: three dispatches, then the error";
+          expect_counted_tries(tries(in[i].dir));
         }
       } else {
         try {
@@ -127,7 +135,10 @@ TEST(Death, TasksThatAlwaysDieFailNamingTheCauseWhileTheirNeighboursSucceed) {
       EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
     }
   });
-  for (const auto& [i, how] : dying) EXPECT_EQ(tries(in2[i].dir), 3) << "index " << i;
+  for (const auto& [i, how] : dying) {
+    SCOPED_TRACE("index " + std::to_string(i));
+    expect_counted_tries(tries(in2[i].dir));
+  }
 
   // The agent replaced every executor that died: the pool has its two.
   expect_pool_size(pool, 2, dir, "size");

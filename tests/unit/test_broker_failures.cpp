@@ -284,3 +284,35 @@ TEST(BrokerExecutorLoss, ALossWithUnsplittableArgumentsLosesNoChunk) {
 
 }  // namespace
 }  // namespace unit_broker
+
+namespace unit_broker {
+namespace {
+
+TEST(BrokerExecutorLoss, ADeathInsideABundleCountsAgainstNoneButSplitsThemAll) {
+  Harness h;
+  h.teach_cheap();
+  h.submit("c1", {chunk(0, 2, 0, /*max_retries=*/0), chunk(2, 2, 0, 0)}, {int_args(0, 2), int_args(2, 2)});
+  h.submit_singles("c1", 10, 200, 0, 0);  // a deep queue, so the two chunks travel as one bundle
+  h.ready(1, 100, 1);
+  auto sent = h.take();
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_GE(sent[0].tasks.size(), 2u);
+  h.exited(1, 100, kSigkill);
+  // max_retries = 0, yet nothing failed: the culprit is unknown, so no loss is counted.
+  EXPECT_TRUE(only(h.take(), Cmd::result).empty());
+  // Every task that was on board now travels alone, each to its own idle executor.
+  for (std::uint32_t pid = 200; pid < 204; ++pid) h.ready(2, pid, 2);
+  auto singles = only(h.take(), Cmd::task);
+  ASSERT_EQ(singles.size(), 4u);
+  for (const auto& t : singles) {
+    ASSERT_EQ(t.tasks.size(), 1u);
+    EXPECT_EQ(t.tasks[0].count, 1u);
+  }
+  h.exited(2, 200, kSigkill);  // a death alone on its executor counts: max_retries 0 fails it
+  auto failed = only(h.take(), Cmd::result);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(proto::decode_errors(failed[0].frames.at(0)).at(0).second.code, ErrorCode::worker_lost);
+}
+
+}  // namespace
+}  // namespace unit_broker
