@@ -232,12 +232,11 @@ void BrokerCore::dispatch(TimePoint now) {
   }
 }
 
-void BrokerCore::deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values) {
-  proto::Message m = proto::make(proto::Cmd::result,
-                                 std::vector<proto::ResultSpec>{{c.spec.seq, c.spec.count}},
-                                 c.client);
-  m.frames.push_back(std::move(errors));
-  m.frames.push_back(std::move(values));
+// Queues one RESULT for `client`: each spec's chunk with its (errors, values) frames.
+void BrokerCore::deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
+                         std::vector<zmq::message_t> frames) {
+  proto::Message m = proto::make(proto::Cmd::result, specs, client);
+  m.frames = std::move(frames);
   outbox_.push_back({Side::client, std::move(m)});
 }
 
@@ -274,11 +273,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     r->frames.push_back(std::move(m.frames[2 * i]));
     r->frames.push_back(std::move(m.frames[2 * i + 1]));
   }
-  for (Reply& r : replies) {
-    proto::Message out = proto::make(proto::Cmd::result, r.specs, *r.client);
-    out.frames = std::move(r.frames);
-    outbox_.push_back({Side::client, std::move(out)});
-  }
+  for (Reply& r : replies) deliver(*r.client, r.specs, std::move(r.frames));
   for (std::uint64_t id : ids) chunks_.erase(id);
   if (ex != executors_.end() && ex->second.inflight > 0) {
     learn_cost(ex->second, now);
@@ -370,7 +365,7 @@ void BrokerCore::fail(std::uint64_t id, const WireError& e) {
   std::vector<zmq::message_t> frames;
   proto::fail_frames(it->second.spec.count, e, frames);
   counters_.failed += 1;
-  deliver(it->second, std::move(frames[0]), std::move(frames[1]));
+  deliver(it->second.client, {{it->second.spec.seq, it->second.spec.count}}, std::move(frames));
   chunks_.erase(it);
 }
 

@@ -108,7 +108,8 @@ class BrokerCore {
   void unlink(Executor& e);
   void requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason);
   void fail(std::uint64_t id, const WireError& e);
-  void deliver(const Chunk& c, zmq::message_t errors, zmq::message_t values);
+  void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
+               std::vector<zmq::message_t> frames);
   void kill_executor(const std::string& id);
   void expire_silent(TimePoint now);
   void seen(const std::string& id, TimePoint now);

@@ -167,7 +167,7 @@ void PoolCore::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std:
   session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last);
 }
 
-bool PoolCore::accepting() {
+bool PoolCore::accepting() const {
   std::lock_guard lock(mu_);
   return state_ == State::running || state_ == State::closed;
 }
@@ -223,6 +223,6 @@ void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, cons
   core.submit(job_id, std::move(job), fn, std::move(chunks), last);
 }
 int workers(const PoolCore& core) { return core.workers(); }
-bool accepting(const PoolCore& core) { return const_cast<PoolCore&>(core).accepting(); }
+bool accepting(const PoolCore& core) { return core.accepting(); }
 
 }  // namespace mqpool::detail

@@ -28,7 +28,7 @@ class PoolCore {
   void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
               std::vector<EncodedChunk> chunks, bool last);
   int workers() const { return processes_; }
-  bool accepting();
+  bool accepting() const;
   void close();
   void terminate();
   void join();
@@ -43,7 +43,7 @@ class PoolCore {
   int processes_ = 0;
   std::uint32_t timeout_ms_ = 0;
 
-  std::mutex mu_;  // guards state_ and the agent fields
+  mutable std::mutex mu_;  // guards state_ and the agent fields
   State state_ = State::running;
   std::atomic<std::uint64_t> next_job_{1};
 

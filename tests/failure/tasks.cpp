@@ -1,5 +1,7 @@
 #include "tasks.hpp"
 
+#include "helpers.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -18,20 +20,6 @@
 namespace ftest {
 namespace {
 
-bool exists(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::exists(path, ec);
-}
-
-// Write then rename, so that a reader never sees a half-written file.
-void write_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-  }
-  std::filesystem::rename(tmp, path);
-}
 
 // One write(2) with O_APPEND: lines from several processes never interleave.
 void append_line(const std::string& path, const std::string& line) {
@@ -48,7 +36,7 @@ std::string pid_pair() { return std::to_string(getpid()) + " " + std::to_string(
 // Polls for `path` for at most `max_ms`. This is a task's workload, not test synchronisation.
 bool await_file(const std::string& path, std::int64_t max_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!exists(path)) {
+  while (!file_exists(path)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -100,13 +88,13 @@ int claim_try(const std::string& dir) {
 std::int64_t fated(Fate f) {
   if (f.dir.empty()) return f.value;
   const int n = claim_try(f.dir);
-  write_file(f.dir + "/pid-" + std::to_string(n), pid_pair());
+  write_file_atomically(f.dir + "/pid-" + std::to_string(n), pid_pair());
   if (n <= f.deaths) leave(f.how);
   return f.value;
 }
 
 std::int64_t step(Step s) {
-  write_file(s.dir + "/done-" + std::to_string(s.index), pid_pair());
+  write_file_atomically(s.dir + "/done-" + std::to_string(s.index), pid_pair());
   std::this_thread::sleep_for(std::chrono::milliseconds(s.sleep_ms));
   return s.index;
 }
@@ -115,14 +103,14 @@ std::int64_t pid(std::int64_t) { return getpid(); }
 std::int64_t ppid(std::int64_t) { return getppid(); }
 
 std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms) {
-  write_file(pid_path, pid_pair());
+  write_file_atomically(pid_path, pid_pair());
   await_file(gate, max_ms);
   return getpid();
 }
 
 std::int64_t stuck(std::string dir, std::int64_t ms) {
   const int n = claim_try(dir);
-  write_file(dir + "/pid-" + std::to_string(n), pid_pair());
+  write_file_atomically(dir + "/pid-" + std::to_string(n), pid_pair());
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return getpid();
 }

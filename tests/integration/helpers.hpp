@@ -96,6 +96,16 @@ inline bool file_exists(const std::string& path) {
 
 inline void create_file(const std::string& path) { std::ofstream(path) << "x"; }
 
+// Writes `text` to `path` through a rename, so that a reader never sees half a file.
+inline void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
 // Creates `path` when it goes out of scope, so that a task waiting for that file ends
 // even when an assertion leaves the test early (declare it after the pool).
 class OpenOnExit {

@@ -1,5 +1,7 @@
 #include "tasks.hpp"
 
+#include "helpers.hpp"
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -14,25 +16,10 @@
 namespace itest {
 namespace {
 
-bool exists(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::exists(path, ec);
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  // Write then rename, so that a reader never sees a half-written file.
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 // Polls for `path` for at most `max_ms`. This is a task's workload, not test synchronisation.
 bool await_file(const std::string& path, std::int64_t max_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!exists(path)) {
+  while (!file_exists(path)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
@@ -53,7 +40,7 @@ std::int64_t jittered(std::int64_t x) {
 }
 
 void noop() {}
-void touch(std::string path) { write_file(path, "touched"); }
+void touch(std::string path) { write_file_atomically(path, "touched"); }
 std::string echo_string(std::string s) { return s; }
 std::vector<char> echo_bytes(std::vector<char> b) { return b; }
 
@@ -94,7 +81,7 @@ std::int64_t gated(Gate g) {
 }
 
 std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms) {
-  write_file(pid_path, std::to_string(getpid()));
+  write_file_atomically(pid_path, std::to_string(getpid()));
   return await_file(gate, max_ms) ? 1 : -1;
 }
 
@@ -113,7 +100,7 @@ std::int64_t fail_non_std(std::int64_t x) { throw static_cast<int>(x); }
 
 std::int64_t run_job(Job job) {
   std::this_thread::sleep_for(std::chrono::milliseconds(job.sleep_ms));
-  write_file(job.dir + "/done-" + std::to_string(job.index), "done");
+  write_file_atomically(job.dir + "/done-" + std::to_string(job.index), "done");
   if (job.fail) throw std::runtime_error("boom " + std::to_string(job.index));
   return job.index;
 }
@@ -144,8 +131,8 @@ std::int64_t die(std::string log, std::int64_t sig) {
 }
 
 std::int64_t die_once(std::string pid_path, std::string gate, std::int64_t value) {
-  if (exists(pid_path)) return value;
-  write_file(pid_path, std::to_string(getpid()));
+  if (file_exists(pid_path)) return value;
+  write_file_atomically(pid_path, std::to_string(getpid()));
   await_file(gate, 60000);
   return -1;  // reached only if the test failed to kill this process
 }

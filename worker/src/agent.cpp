@@ -113,14 +113,14 @@ class Agent {
     while (read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
       if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) stopping_ = true;
     }
-    reap(false);
+    reap();
   }
 
   // Collects every child that has ended, tells the broker, and forks replacements.
-  void reap(bool block) {
+  void reap() {
     int status = 0;
     pid_t pid;
-    while (!children_.empty() && (pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+    while (!children_.empty() && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
       if (!children_.erase(pid)) continue;
       const bool planned = WIFEXITED(status) && WEXITSTATUS(status) == kPlannedExit;
       proto::Exited e{static_cast<std::uint32_t>(pid), describe_exit(status), planned};
