@@ -20,7 +20,6 @@
 namespace ftest {
 namespace {
 
-
 // One write(2) with O_APPEND: lines from several processes never interleave.
 void append_line(const std::string& path, const std::string& line) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
