@@ -44,13 +44,15 @@ std::string agent_id(std::uint64_t agent) {
   return id;
 }
 
-zmq::message_t to_frame(msgpack::sbuffer&& buf) {
+zmq::message_t to_frame(detail::Buffer&& buf) {
   const std::size_t size = buf.size();
   // Small frames are copied into ZeroMQ's inline storage: cheaper than the refcount block
   // that a zero-copy frame needs.
   if (size <= 64) return zmq::message_t(buf.data(), size);
-  char* data = buf.release();  // malloc'd by sbuffer; ZeroMQ frees it when sent
-  return zmq::message_t(data, size, [](void* p, void*) { std::free(p); }, nullptr);
+  const auto r = buf.release();  // ZeroMQ frees it once sent; the hint carries the capacity
+  return zmq::message_t(
+      r.data, r.size, [](void* p, void* cap) { detail::Buffer::free(p, reinterpret_cast<std::size_t>(cap)); },
+      reinterpret_cast<void*>(r.capacity));
 }
 
 zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireError>>& errors) {

@@ -127,8 +127,8 @@ Message make(Cmd cmd, const H& header, std::string peer = {}) {
   return Message{std::move(peer), cmd, encode(header), {}};
 }
 
-// Moves an sbuffer's bytes into a frame without copying.
-zmq::message_t to_frame(msgpack::sbuffer&& buf);
+// Moves a buffer's bytes into a frame without copying.
+zmq::message_t to_frame(detail::Buffer&& buf);
 
 // An outcome errors frame: empty when nothing failed, else a msgpack array of
 // [index, code, type, message, task, worker].

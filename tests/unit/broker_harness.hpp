@@ -26,7 +26,7 @@ inline std::string bytes(const zmq::message_t& m) { return std::string(m.data<ch
 
 // The argument stream of a chunk: `count` one-int tuples first, first+1, ...
 inline std::string int_args(int first, std::uint32_t count = 1) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   mqpool::detail::Packer packer(buf);
   for (std::uint32_t i = 0; i < count; ++i)
     packer.pack(std::make_tuple(first + static_cast<int>(i)));

@@ -78,7 +78,7 @@ TEST(BrokerExecutorLoss, AMultiTaskChunkIsRetriedOneTaskAtATime) {
 TEST(BrokerExecutorLoss, SplitPiecesKeepTheirLossesAndAStringArgumentSurvivesIntact) {
   Harness h;
   h.teach_cheap();  // a second TASK goes to a busy executor only behind known-short work
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   mqpool::detail::Packer packer(buf);
   const std::vector<std::string> objects{std::string(300, 'a'), "",
                                          "\xc1\xc1 not msgpack inside a str"};

@@ -67,7 +67,7 @@ using namespace unit_codec;
 
 template <class T>
 std::string pack_one(const T& v) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   Packer packer(buf);
   packer.pack(v);
   return std::string(buf.data(), buf.size());
@@ -177,7 +177,7 @@ TEST(CodecRoundTrip, ConvertToTheWrongTypeThrowsSerializationError) {
 // --- streams -----------------------------------------------------------------------------
 
 TEST(CodecStream, ManyObjectsComeBackInOrder) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   Packer packer(buf);
   constexpr int kCount = 5000;
   for (int i = 0; i < kCount; ++i) {

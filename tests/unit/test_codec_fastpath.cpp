@@ -20,7 +20,7 @@ using mqpool::detail::Reader;
 
 template <class T>
 std::string pack_one(const T& v) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   Packer packer(buf);
   packer.pack(v);
   return std::string(buf.data(), buf.size());

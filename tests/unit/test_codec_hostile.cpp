@@ -52,7 +52,7 @@ class Rng {
 std::vector<std::string> valid_corpus() {
   std::vector<std::string> corpus;
   auto add = [&corpus](const auto&... values) {
-    msgpack::sbuffer buf;
+    mqpool::detail::Buffer buf;
     Packer packer(buf);
     (packer.pack(values), ...);
     corpus.emplace_back(buf.data(), buf.size());
@@ -163,7 +163,7 @@ std::optional<std::pair<std::string, std::size_t>> reference_first(const std::st
   try {
     auto h = msgpack::unpack(bytes.data(), n, off, nullptr, nullptr,
                              msgpack::unpack_limit(n, n / 2, n, n, n, 64));
-    msgpack::sbuffer buf;
+    mqpool::detail::Buffer buf;
     msgpack::pack(buf, h.get());
     return std::make_pair(std::string(buf.data(), buf.size()), off);
   } catch (const std::exception&) {
@@ -175,7 +175,7 @@ std::optional<std::pair<std::string, std::size_t>> reader_first(const std::strin
   Reader reader(bytes.data(), bytes.size());
   try {
     const msgpack::object& o = reader.next();
-    msgpack::sbuffer buf;
+    mqpool::detail::Buffer buf;
     msgpack::pack(buf, o);
     return std::make_pair(std::string(buf.data(), buf.size()), reader.offset());
   } catch (const SerializationError&) {

@@ -214,12 +214,12 @@ TEST(ProtocolErrors, FailFramesForAnEmptyChunkAreTwoEmptyFrames) {
 }
 
 TEST(ProtocolFrames, ToFrameKeepsTheBytes) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   msgpack::pack(buf, std::string(5000, 'k'));
   const std::string expected(buf.data(), buf.size());
   const zmq::message_t frame = proto::to_frame(std::move(buf));
   EXPECT_EQ(bytes(frame), expected);
-  EXPECT_EQ(proto::to_frame(msgpack::sbuffer()).size(), 0u);
+  EXPECT_EQ(proto::to_frame(mqpool::detail::Buffer()).size(), 0u);
 }
 
 TEST(ProtocolFrames, EncodeIsPlainMsgpack) {

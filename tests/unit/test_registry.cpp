@@ -85,7 +85,7 @@ const TaskEntry& entry(const char* name) {
 // The argument tuples of one chunk, concatenated as the client sends them.
 template <class... Tuples>
 std::string args_of(const Tuples&... tuples) {
-  msgpack::sbuffer buf;
+  mqpool::detail::Buffer buf;
   Packer packer(buf);
   (packer.pack(tuples), ...);
   return std::string(buf.data(), buf.size());

@@ -38,7 +38,7 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   detail::ChunkOutput out;
   // Results are often about as large as their arguments (echo, transform): start there,
   // so that a large payload is not copied again and again as the buffer doubles.
-  out.values = msgpack::sbuffer(std::max<std::size_t>(256, args.size()));
+  out.values = detail::Buffer(std::max<std::size_t>(256, args.size()));
   entry->run(reader, spec.count, out, spec.fn);
   if (out.errors.empty() && !reader.at_end())
     detail::log().warn("executor: task chunk for '{}' has trailing bytes; ignored", spec.fn);

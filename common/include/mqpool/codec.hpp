@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "mqpool/buffer.hpp"
 #include "mqpool/errors.hpp"
 
 namespace mqpool {
@@ -75,7 +76,7 @@ constexpr void check_encodable() {
                 "specialize mqpool::encodable<T> for a hand-written msgpack adaptor).");
 }
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+using Packer = msgpack::packer<Buffer>;
 
 // Decodes a stream of msgpack objects from one buffer, one object at a time, with
 // limits derived from the buffer's size (a header cannot declare more elements than
@@ -125,10 +126,25 @@ constexpr bool is_byte_container_v =
 template <class T>
 T convert_value(const msgpack::object& o) {
   if constexpr (is_byte_container_v<T>) {
-    // assign() copies once; msgpack's adaptor would zero-fill the buffer first.
-    if (o.type == msgpack::type::BIN) return T(o.via.bin.ptr, o.via.bin.ptr + o.via.bin.size);
-    if (o.type == msgpack::type::STR) return T(o.via.str.ptr, o.via.str.ptr + o.via.str.size);
-    throw msgpack::type_error();
+    const char* p;
+    std::size_t n;
+    if (o.type == msgpack::type::BIN) {
+      p = o.via.bin.ptr;
+      n = o.via.bin.size;
+    } else if (o.type == msgpack::type::STR) {
+      p = o.via.str.ptr;
+      n = o.via.str.size;
+    } else {
+      throw msgpack::type_error();
+    }
+    if (n < Buffer::kHugeFrom) return T(p, p + n);
+    // A large payload: reserve first, so that its pages can be huge ones, then copy
+    // once (msgpack's adaptor would zero-fill the buffer first).
+    T out;
+    out.reserve(huge_capacity(n));
+    prefer_huge_pages(out.data(), n);
+    out.assign(p, p + n);
+    return out;
   } else if constexpr (is_tuple<T>::value) {
     // Argument tuples: element by element, so that byte payloads take the path above.
     if (o.type != msgpack::type::ARRAY || o.via.array.size != std::tuple_size_v<T>)

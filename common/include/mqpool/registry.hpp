@@ -38,7 +38,7 @@ namespace detail {
 // The outcomes of one chunk: one msgpack value per task (nil where it failed) and the
 // failures by position within the chunk.
 struct ChunkOutput {
-  msgpack::sbuffer values{256};
+  Buffer values{256};
   std::vector<std::pair<std::uint32_t, WireError>> errors;
 };
 

@@ -35,7 +35,7 @@ std::exception_ptr to_exception(const WireError& e);
 struct EncodedChunk {
   std::uint64_t first = 0;
   std::uint32_t count = 0;
-  msgpack::sbuffer args{64};  // grows by doubling; most chunks of small tasks stay tiny
+  Buffer args{64};  // grows by doubling; most chunks of small tasks stay tiny
 };
 
 // Packs argument tuples into chunks of up to `chunksize` tasks and, when `byte_cap` is
@@ -50,7 +50,7 @@ class ChunkWriter {
       // Sized for the whole chunk up front (a few bytes per small task, up to the byte
       // cap), so a large chunk is not copied again and again as its buffer doubles.
       const std::size_t guess = std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
-      chunks_.push_back(EncodedChunk{next_, 0, msgpack::sbuffer(std::max<std::size_t>(64, guess))});
+      chunks_.push_back(EncodedChunk{next_, 0, Buffer(guess)});
       open_ = true;
     }
     EncodedChunk& c = chunks_.back();

@@ -115,8 +115,12 @@ class MapJob final : public Job {
   using Result = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
 
   MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n)
-      : state_(std::move(state)), opts_(std::move(opts)), got_(n, 0), remaining_(n) {
-    if constexpr (!std::is_void_v<R>) results_.resize(n);
+      : state_(std::move(state)), opts_(std::move(opts)), got_((n + 63) / 64, 0), remaining_(n), n_(n) {
+    if constexpr (!std::is_void_v<R>) {
+      results_.reserve(huge_capacity(n * sizeof(R)) / sizeof(R));
+      prefer_huge_pages(results_.data(), n * sizeof(R));
+      results_.resize(n);
+    }
   }
 
   std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
@@ -142,15 +146,16 @@ class MapJob final : public Job {
   int chunksize() const { return opts_.chunksize; }
   void fail(const WireError& e) override {
     if (finished_) return;
-    for (std::size_t i = 0; i < got_.size(); ++i)
+    for (std::size_t i = 0; i < n_; ++i)
       if (take(i)) record_error(i, e);
     if (!finished_) finish();
   }
 
  private:
   bool take(std::uint64_t i) {
-    if (i >= got_.size() || got_[i]) return false;
-    got_[i] = 1;
+    const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+    if (i >= n_ || (got_[i / 64] & bit)) return false;
+    got_[i / 64] |= bit;
     --remaining_;
     return true;
   }
@@ -178,8 +183,9 @@ class MapJob final : public Job {
   std::shared_ptr<ResultState<Result>> state_;
   MapOptions<R> opts_;
   std::conditional_t<std::is_void_v<R>, std::monostate, std::vector<R>> results_;
-  std::vector<std::uint8_t> got_;
+  std::vector<std::uint64_t> got_;  // one bit per task: has its outcome
   std::size_t remaining_;
+  std::size_t n_;
   std::exception_ptr error_;
   std::uint64_t error_index_ = 0;
   bool finished_ = false;

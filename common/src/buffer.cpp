@@ -1,0 +1,84 @@
+#include "mqpool/buffer.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25  // Linux 6.1; glibc 2.36's headers do not name it yet
+#endif
+
+namespace mqpool::detail {
+
+namespace {
+constexpr std::size_t kHugePage = 2 << 20;
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Large buffers: a mapping of whole huge pages at a 2 MiB-aligned address (over-map,
+// then unmap the slack on either side).
+char* map_huge(std::size_t bytes) {
+  void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const auto start = reinterpret_cast<std::uintptr_t>(raw);
+  const auto aligned = round_up(start, kHugePage);
+  if (aligned > start) munmap(raw, aligned - start);
+  if (const auto tail = start + kHugePage - aligned; tail > 0)
+    munmap(reinterpret_cast<void*>(aligned + bytes), tail);
+  (void)madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+  return reinterpret_cast<char*>(aligned);
+}
+
+// Returns the capacity actually reserved (whole huge pages for large buffers).
+char* allocate(std::size_t& capacity) {
+  if (capacity >= Buffer::kHugeFrom) {
+    capacity = round_up(capacity, kHugePage);
+    return map_huge(capacity);
+  }
+  capacity = std::max<std::size_t>(capacity, 64);
+  auto* p = static_cast<char*>(std::malloc(capacity));
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+}  // namespace
+
+Buffer::Buffer(std::size_t capacity) : capacity_(capacity) { data_ = allocate(capacity_); }
+
+void Buffer::grow(std::size_t need) {
+  std::size_t capacity = std::max(need, 2 * capacity_);
+  char* p = allocate(capacity);
+  if (size_ > 0) std::memcpy(p, data_, size_);
+  free(data_, capacity_);
+  data_ = p;
+  capacity_ = capacity;
+}
+
+void Buffer::free(void* data, std::size_t capacity) noexcept {
+  if (data == nullptr) return;
+  if (capacity >= kHugeFrom)
+    munmap(data, capacity);
+  else
+    std::free(data);
+}
+
+void prefer_huge_pages(void* p, std::size_t bytes) noexcept {
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  const auto end = (at + bytes) / kHugePage * kHugePage;
+  // Memory that starts a few bytes into a huge page sits behind its allocator's header,
+  // in a mapping of its own (see huge_capacity). That huge page is ours too, but the
+  // header already put a small page in it, so the kernel will not fault in a huge one
+  // there: collapse it now (Linux 6.1 and later; older kernels refuse, harmlessly).
+  if (at % kHugePage < 4096 && at / kHugePage * kHugePage + kHugePage <= end) {
+    const auto begin = at / kHugePage * kHugePage;
+    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+    (void)madvise(reinterpret_cast<void*>(begin), kHugePage, MADV_COLLAPSE);
+    return;
+  }
+  const auto begin = round_up(at, kHugePage);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+}  // namespace mqpool::detail
