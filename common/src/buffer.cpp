@@ -66,11 +66,13 @@ void Buffer::free(void* data, std::size_t capacity) noexcept {
 
 void prefer_huge_pages(void* p, std::size_t bytes) noexcept {
   const auto at = reinterpret_cast<std::uintptr_t>(p);
-  const auto end = (at + bytes) / kHugePage * kHugePage;
-  // Memory that starts a few bytes into a huge page sits behind its allocator's header,
-  // in a mapping of its own (see huge_capacity). That huge page is ours too, but the
-  // header already put a small page in it, so the kernel will not fault in a huge one
-  // there: collapse it now (Linux 6.1 and later; older kernels refuse, harmlessly).
+  auto end = (at + bytes) / kHugePage * kHugePage;
+  // Memory that starts a few bytes into a huge page and ends a few bytes before one is
+  // an allocation with a mapping of its own (see huge_capacity): both ends are ours. The
+  // allocator's header already put a small page into the first huge page, so the kernel
+  // will not fault a huge one in there: collapse it now (Linux 6.1 and later; older
+  // kernels refuse, harmlessly).
+  if (at % kHugePage < 4096 && (at + bytes) % kHugePage > kHugePage - 4096) end += kHugePage;
   if (at % kHugePage < 4096 && at / kHugePage * kHugePage + kHugePage <= end) {
     const auto begin = at / kHugePage * kHugePage;
     (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);

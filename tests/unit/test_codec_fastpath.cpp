@@ -117,4 +117,60 @@ TEST(CodecFastPath, TruncatedScalarsAndShortTuplesThrow) {
   }
 }
 
+// pack_integer and Reader::next_integer, the integer fast path of map's arguments and
+// results: the same bytes as msgpack's packer at every width boundary, the same values
+// back, and nothing consumed for what does not fit.
+const std::int64_t kIntegerEdges[] = {0, 1, 31, 32, 127, 128, 255, 256, 65535, 65536,
+                                      4294967295LL, 4294967296LL, INT64_MAX, -1, -32, -33,
+                                      -128, -129, -32768, -32769, INT32_MIN, INT32_MIN - 1LL,
+                                      INT64_MIN};
+
+TEST(CodecFastPath, PackIntegerWritesWhatMsgpackWrites) {
+  for (const std::int64_t v : kIntegerEdges) {
+    mqpool::detail::Buffer ours;
+    mqpool::detail::pack_integer(ours, v);
+    EXPECT_EQ(std::string(ours.data(), ours.size()), pack_one(v)) << v;
+  }
+  mqpool::detail::Buffer big;
+  mqpool::detail::pack_integer(big, std::uint64_t{UINT64_MAX});
+  EXPECT_EQ(std::string(big.data(), big.size()), pack_one(std::uint64_t{UINT64_MAX}));
+}
+
+TEST(CodecFastPath, NextIntegerReadsBackEveryWidth) {
+  for (const std::int64_t v : kIntegerEdges) {
+    const std::string bytes = pack_one(v) + pack_one(std::make_tuple(v));
+    Reader reader(bytes.data(), bytes.size());
+    std::int64_t a = 0, b = 0;
+    ASSERT_TRUE(reader.next_integer(a)) << v;
+    ASSERT_TRUE(reader.next_integer_tuple(b)) << v;
+    EXPECT_EQ(a, v);
+    EXPECT_EQ(b, v);
+    EXPECT_TRUE(reader.at_end());
+  }
+}
+
+TEST(CodecFastPath, NextIntegerConsumesNothingItCannotTake) {
+  // Too large for the type, not an integer, or truncated: false, and next() still works.
+  const std::string bytes = pack_one(70000) + pack_one(2.5) + pack_one(std::string("x"));
+  Reader reader(bytes.data(), bytes.size());
+  std::int16_t small = 0;
+  EXPECT_FALSE(reader.next_integer(small));
+  EXPECT_EQ(convert<int>(reader.next()), 70000);
+  std::int64_t v = 0;
+  EXPECT_FALSE(reader.next_integer(v));
+  EXPECT_FALSE(reader.next_integer_tuple(v));
+  EXPECT_EQ(convert<double>(reader.next()), 2.5);
+  EXPECT_FALSE(reader.next_integer(v));
+  EXPECT_EQ(convert<std::string>(reader.next()), "x");
+  EXPECT_FALSE(reader.next_integer(v));  // at the end
+  std::uint8_t u = 0;
+  const std::string negative = pack_one(-1);
+  Reader r2(negative.data(), negative.size());
+  EXPECT_FALSE(r2.next_integer(u));
+  const std::string cut = pack_one(std::int64_t{1} << 40).substr(0, 5);
+  Reader r3(cut.data(), cut.size());
+  EXPECT_FALSE(r3.next_integer(v));
+  EXPECT_THROW(r3.next(), SerializationError);
+}
+
 }  // namespace

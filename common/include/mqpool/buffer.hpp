@@ -33,6 +33,12 @@ class Buffer {
     std::memcpy(data_ + size_, p, n);
     size_ += n;
   }
+  // Room for n more bytes at tail(n); commit(k) keeps the first k of them written.
+  char* tail(std::size_t n) {
+    if (capacity_ - size_ < n) grow(size_ + n);
+    return data_ + size_;
+  }
+  void commit(std::size_t k) noexcept { size_ += k; }
   const char* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t capacity() const noexcept { return capacity_; }

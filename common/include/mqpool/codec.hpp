@@ -78,6 +78,61 @@ constexpr void check_encodable() {
 
 using Packer = msgpack::packer<Buffer>;
 
+// Integers (not bool): the arguments and results of most small tasks, encoded and
+// decoded here without msgpack's per-value machinery.
+template <class T>
+concept plain_integer = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+
+// A tuple of exactly one plain integer: the argument tuple of f(int).
+template <class Tuple>
+constexpr bool is_integer_tuple1() {
+  if constexpr (std::tuple_size_v<Tuple> == 1)
+    return plain_integer<std::remove_cvref_t<std::tuple_element_t<0, Tuple>>>;
+  else
+    return false;
+}
+
+// Appends v in msgpack's shortest integer form, as msgpack's packer writes it.
+template <plain_integer T>
+void pack_integer(Buffer& b, T v) {
+  char* p = b.tail(9);
+  auto put = [&](unsigned char tag, auto x) {
+    p[0] = static_cast<char>(tag);
+    for (std::size_t i = 0; i < sizeof x; ++i)
+      p[1 + i] = static_cast<char>(static_cast<std::uint64_t>(x) >> (8 * (sizeof x - 1 - i)));
+    b.commit(1 + sizeof x);
+  };
+  if (v >= 0) {
+    const auto u = static_cast<std::uint64_t>(v);
+    if (u <= 0x7f) {
+      p[0] = static_cast<char>(u);
+      b.commit(1);
+    } else if (u <= 0xff) {
+      put(0xcc, static_cast<std::uint8_t>(u));
+    } else if (u <= 0xffff) {
+      put(0xcd, static_cast<std::uint16_t>(u));
+    } else if (u <= 0xffffffff) {
+      put(0xce, static_cast<std::uint32_t>(u));
+    } else {
+      put(0xcf, u);
+    }
+  } else {
+    const auto s = static_cast<std::int64_t>(v);
+    if (s >= -32) {
+      p[0] = static_cast<char>(s);
+      b.commit(1);
+    } else if (s >= INT8_MIN) {
+      put(0xd0, static_cast<std::int8_t>(s));
+    } else if (s >= INT16_MIN) {
+      put(0xd1, static_cast<std::int16_t>(s));
+    } else if (s >= INT32_MIN) {
+      put(0xd2, static_cast<std::int32_t>(s));
+    } else {
+      put(0xd3, s);
+    }
+  }
+}
+
 // Decodes a stream of msgpack objects from one buffer, one object at a time, with
 // limits derived from the buffer's size (a header cannot declare more elements than
 // there are bytes) and a nesting depth cap. The zone is reused between objects.
@@ -92,9 +147,57 @@ class Reader {
   // Throws SerializationError unless every byte was consumed.
   void expect_end() const;
   bool at_end() const noexcept { return offset_ == size_; }
+  // The next object when it is an integer that fits T (or a one-element array of one,
+  // an argument tuple); false, with nothing consumed, otherwise.
+  template <plain_integer T>
+  bool next_integer(T& v) noexcept {
+    const std::size_t n = integer_at(offset_, v);
+    offset_ += n;
+    return n != 0;
+  }
+  template <plain_integer T>
+  bool next_integer_tuple(T& v) noexcept {
+    if (offset_ >= size_ || static_cast<unsigned char>(data_[offset_]) != 0x91) return false;
+    const std::size_t n = integer_at(offset_ + 1, v);
+    offset_ += n == 0 ? 0 : 1 + n;
+    return n != 0;
+  }
   std::size_t offset() const noexcept { return offset_; }
 
  private:
+  // The byte length of the integer at `at` if it fits T (stored in v), else 0.
+  template <plain_integer T>
+  std::size_t integer_at(std::size_t at, T& v) const noexcept {
+    if (at >= size_) return 0;
+    const auto c = static_cast<unsigned char>(data_[at]);
+    const char* p = data_ + at + 1;
+    auto load = [&]<class W>(W) -> std::size_t {
+      if (size_ - at - 1 < sizeof(W)) return 0;
+      std::uint64_t u = 0;
+      for (std::size_t i = 0; i < sizeof(W); ++i) u = u << 8 | static_cast<unsigned char>(p[i]);
+      const W w = static_cast<W>(u);
+      if (!std::in_range<T>(w)) return 0;
+      v = static_cast<T>(w);
+      return 1 + sizeof(W);
+    };
+    if (c <= 0x7f || c >= 0xe0) {  // positive and negative fixint
+      const auto x = c <= 0x7f ? std::int64_t{c} : std::int64_t{static_cast<std::int8_t>(c)};
+      if (!std::in_range<T>(x)) return 0;
+      v = static_cast<T>(x);
+      return 1;
+    }
+    switch (c) {
+      case 0xcc: return load(std::uint8_t{});
+      case 0xcd: return load(std::uint16_t{});
+      case 0xce: return load(std::uint32_t{});
+      case 0xcf: return load(std::uint64_t{});
+      case 0xd0: return load(std::int8_t{});
+      case 0xd1: return load(std::int16_t{});
+      case 0xd2: return load(std::int32_t{});
+      case 0xd3: return load(std::int64_t{});
+      default: return 0;
+    }
+  }
   bool next_scalar(msgpack::object& o);
   bool next_small(msgpack::object& o);
 
@@ -142,7 +245,7 @@ T convert_value(const msgpack::object& o) {
     // once (msgpack's adaptor would zero-fill the buffer first).
     T out;
     out.reserve(huge_capacity(n));
-    prefer_huge_pages(out.data(), n);
+    prefer_huge_pages(out.data(), out.capacity());
     out.assign(p, p + n);
     return out;
   } else if constexpr (is_tuple<T>::value) {

@@ -101,7 +101,12 @@ void run_chunk(Reader& args, std::uint32_t count, ChunkOutput& out, const std::s
   for (std::uint32_t i = 0; i < count; ++i) {
     typename S::args tuple;
     try {
-      tuple = convert<typename S::args>(args.next());
+      if constexpr (is_integer_tuple1<typename S::args>()) {
+        if (!args.next_integer_tuple(std::get<0>(tuple)))
+          tuple = convert<typename S::args>(args.next());
+      } else {
+        tuple = convert<typename S::args>(args.next());
+      }
     } catch (...) {
       // The stream is unreadable from here on: every remaining task fails the same way.
       for (; i < count; ++i) {
@@ -114,6 +119,8 @@ void run_chunk(Reader& args, std::uint32_t count, ChunkOutput& out, const std::s
       if constexpr (std::is_void_v<typename S::result>) {
         std::apply(F, std::move(tuple));
         packer.pack_nil();
+      } else if constexpr (plain_integer<typename S::result>) {
+        pack_integer(out.values, std::apply(F, std::move(tuple)));
       } else {
         packer.pack(std::apply(F, std::move(tuple)));
       }

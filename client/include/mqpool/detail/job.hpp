@@ -54,7 +54,13 @@ class ChunkWriter {
       open_ = true;
     }
     EncodedChunk& c = chunks_.back();
-    Packer(c.args).pack(args);
+    if constexpr (is_integer_tuple1<Tuple>()) {
+      c.args.tail(1)[0] = static_cast<char>(0x91);  // a one-element array: the argument tuple
+      c.args.commit(1);
+      pack_integer(c.args, std::get<0>(args));
+    } else {
+      Packer(c.args).pack(args);
+    }
     ++next_;
     if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) open_ = false;
   }

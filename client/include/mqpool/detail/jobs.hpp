@@ -29,6 +29,13 @@ void visit_outcomes(std::uint64_t first, std::uint32_t count, Reader& values,
   std::size_t e = 0;
   for (std::uint32_t k = 0; k < count; ++k) {
     try {
+      if constexpr (plain_integer<R>) {
+        R v;
+        if ((e == errors.size() || errors[e].first != k) && values.next_integer(v)) {
+          on_value(first + k, std::move(v));
+          continue;
+        }
+      }
       const msgpack::object& obj = values.next();
       if (e < errors.size() && errors[e].first == k) {
         on_error(first + k, errors[e++].second);
@@ -118,7 +125,7 @@ class MapJob final : public Job {
       : state_(std::move(state)), opts_(std::move(opts)), got_((n + 63) / 64, 0), remaining_(n), n_(n) {
     if constexpr (!std::is_void_v<R>) {
       results_.reserve(huge_capacity(n * sizeof(R)) / sizeof(R));
-      prefer_huge_pages(results_.data(), n * sizeof(R));
+      prefer_huge_pages(results_.data(), results_.capacity() * sizeof(R));
       results_.resize(n);
     }
   }
