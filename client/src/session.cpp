@@ -101,17 +101,25 @@ bool Session::take(std::vector<proto::Message>& out) {
     if (stop_) return false;
     ops_taken_.swap(ops_);
   }
+  std::size_t waiting = 0;
+  for (const Op& op : ops_taken_) waiting += op.chunks.size();
+  const std::size_t batch = std::min(waiting, kChunksPerSubmit);  // sized once, not grown
   std::vector<proto::ChunkSpec> specs;
   proto::Message msg;
-  msg.cmd = proto::Cmd::submit;
+  auto start = [&] {
+    msg = proto::Message{};
+    msg.cmd = proto::Cmd::submit;
+    specs.reserve(batch);
+    msg.frames.reserve(batch);
+  };
   auto flush = [&] {
     if (specs.empty()) return;
     msg.header = proto::encode(specs);
     out.push_back(std::move(msg));
-    msg = proto::Message{};
-    msg.cmd = proto::Cmd::submit;
     specs.clear();
+    start();
   };
+  start();
   for (Op& op : ops_taken_) {
     if (op.kind == Op::fail_all) {
       flush();
