@@ -63,6 +63,19 @@ TEST(Map, DefaultChunksizeArgument) {
             (std::vector<int>{3, 7}));
 }
 
+// Large results are reserved for huge pages (a mapping of whole 2 MiB pages); small ones
+// must not pay for that, and both must hold exactly the right values.
+TEST(Map, OnlyLargeResultsCarryExtraCapacity) {
+  mqpool::Pool pool(2);
+  const auto small = bounded(kLong, "small map", [&] { return pool.map(square, iota_vec(10)); });
+  EXPECT_EQ(small.capacity(), small.size());
+  const auto in = iota_vec(200000);
+  const auto large = bounded(kLong, "large map", [&] { return pool.map(square, in); });
+  ASSERT_EQ(large.size(), in.size());
+  EXPECT_GE(large.capacity(), large.size());
+  for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(large[i], in[i] * in[i]) << i;
+}
+
 TEST(Map, AcceptsAnyInputRange) {
   mqpool::Pool pool(2);
   const std::list<std::int64_t> list{3, 1, 2};
