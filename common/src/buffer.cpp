@@ -66,21 +66,18 @@ void Buffer::free(void* data, std::size_t capacity) noexcept {
 
 void prefer_huge_pages(void* p, std::size_t bytes) noexcept {
   const auto at = reinterpret_cast<std::uintptr_t>(p);
+  // Memory that starts a few bytes into a huge page is an allocation with a mapping of
+  // its own (see huge_capacity): that huge page is ours, and so is one that it ends a few
+  // bytes before. The allocator's header already put a small page into the first huge
+  // page, so the kernel will not fault a huge one in there: collapse it now (Linux 6.1
+  // and later; older kernels refuse, harmlessly).
+  const bool own = at % kHugePage < 4096;
+  const auto begin = own ? at / kHugePage * kHugePage : round_up(at, kHugePage);
   auto end = (at + bytes) / kHugePage * kHugePage;
-  // Memory that starts a few bytes into a huge page and ends a few bytes before one is
-  // an allocation with a mapping of its own (see huge_capacity): both ends are ours. The
-  // allocator's header already put a small page into the first huge page, so the kernel
-  // will not fault a huge one in there: collapse it now (Linux 6.1 and later; older
-  // kernels refuse, harmlessly).
-  if (at % kHugePage < 4096 && (at + bytes) % kHugePage > kHugePage - 4096) end += kHugePage;
-  if (at % kHugePage < 4096 && at / kHugePage * kHugePage + kHugePage <= end) {
-    const auto begin = at / kHugePage * kHugePage;
-    (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-    (void)madvise(reinterpret_cast<void*>(begin), kHugePage, MADV_COLLAPSE);
-    return;
-  }
-  const auto begin = round_up(at, kHugePage);
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  if (own && (at + bytes) % kHugePage > kHugePage - 4096) end += kHugePage;
+  if (end < begin + kHugePage) return;
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  if (own) (void)madvise(reinterpret_cast<void*>(begin), kHugePage, MADV_COLLAPSE);
 }
 
 }  // namespace mqpool::detail

@@ -78,4 +78,18 @@ constexpr std::size_t huge_capacity(std::size_t n) {
 // large memory that is about to be filled once (a map's results, a decoded payload).
 void prefer_huge_pages(void* p, std::size_t bytes) noexcept;
 
+// Reserves room for n elements of a container about to be filled once (a map's results,
+// a decoded payload). From kHugeFrom bytes, as a mapping the kernel can back with huge
+// pages, so capacity() may exceed n by up to 2 MiB.
+template <class C>
+void reserve_to_fill(C& c, std::size_t n) {
+  constexpr std::size_t kSize = sizeof(typename C::value_type);
+  if (n * kSize < Buffer::kHugeFrom) {
+    c.reserve(n);
+    return;
+  }
+  c.reserve(huge_capacity(n * kSize) / kSize);
+  prefer_huge_pages(c.data(), c.capacity() * kSize);
+}
+
 }  // namespace mqpool::detail

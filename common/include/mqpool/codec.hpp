@@ -240,12 +240,11 @@ T convert_value(const msgpack::object& o) {
     } else {
       throw msgpack::type_error();
     }
+    // Copied once (msgpack's adaptor would zero-fill the buffer first); a large payload
+    // into memory reserved so that its pages can be huge ones.
     if (n < Buffer::kHugeFrom) return T(p, p + n);
-    // A large payload: reserve first, so that its pages can be huge ones, then copy
-    // once (msgpack's adaptor would zero-fill the buffer first).
     T out;
-    out.reserve(huge_capacity(n));
-    prefer_huge_pages(out.data(), out.capacity());
+    reserve_to_fill(out, n);
     out.assign(p, p + n);
     return out;
   } else if constexpr (is_tuple<T>::value) {

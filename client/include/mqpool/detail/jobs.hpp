@@ -124,10 +124,7 @@ class MapJob final : public Job {
   MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n)
       : state_(std::move(state)), opts_(std::move(opts)), got_((n + 63) / 64, 0), remaining_(n), n_(n) {
     if constexpr (!std::is_void_v<R>) {
-      if (n * sizeof(R) >= Buffer::kHugeFrom) {  // large: huge pages (see buffer.hpp)
-        results_.reserve(huge_capacity(n * sizeof(R)) / sizeof(R));
-        prefer_huge_pages(results_.data(), results_.capacity() * sizeof(R));
-      }
+      reserve_to_fill(results_, n);
       results_.resize(n);
     }
   }
