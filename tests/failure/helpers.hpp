@@ -40,7 +40,7 @@ struct PidPair {
 };
 inline std::optional<PidPair> await_pid_pair(const std::string& path,
                                              std::chrono::milliseconds limit = kLong) {
-  if (!eventually([&] { return file_exists(path); }, limit)) return std::nullopt;
+  if (!await_file(path, limit)) return std::nullopt;
   std::istringstream in(read_file(path));
   PidPair p;
   in >> p.pid >> p.ppid;

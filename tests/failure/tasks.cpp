@@ -32,16 +32,6 @@ void append_line(const std::string& path, const std::string& line) {
 
 std::string pid_pair() { return std::to_string(getpid()) + " " + std::to_string(getppid()); }
 
-// Polls for `path` for at most `max_ms`. This is a task's workload, not test synchronisation.
-bool await_file(const std::string& path, std::int64_t max_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!file_exists(path)) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
-
 [[noreturn]] void leave(std::int64_t how) {
   const rlimit no_core{0, 0};  // a SIGSEGV or SIGABRT must not leave core files behind
   ::setrlimit(RLIMIT_CORE, &no_core);
@@ -103,7 +93,7 @@ std::int64_t ppid(std::int64_t) { return getppid(); }
 
 std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms) {
   write_file_atomically(pid_path, pid_pair());
-  await_file(gate, max_ms);
+  (void)await_file(gate, std::chrono::milliseconds(max_ms));
   return getpid();
 }
 

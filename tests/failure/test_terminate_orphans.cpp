@@ -26,6 +26,21 @@ void expect_all_gone(const std::set<pid_t>& pids, const std::string& what) {
   }
 }
 
+// Whether every process in `pids` exits within `limit`. Orphans re-parented to this
+// process (the subreaper) are reaped here, so that none lingers as a zombie.
+bool all_gone_within(const std::set<pid_t>& pids, std::chrono::milliseconds limit) {
+  return eventually(
+      [&] {
+        bool all = true;
+        for (pid_t p : pids) {
+          ::waitpid(p, nullptr, WNOHANG);
+          all = all && !process_exists(p);
+        }
+        return all;
+      },
+      limit);
+}
+
 TEST(Terminate, KillsTheExecutorsAtOnceAndFailsUnfinishedResults) {
   TempDir dir;
   std::set<pid_t> procs;
@@ -117,17 +132,7 @@ TEST(NoOrphans, AClientKilledBySigkillLeavesNothingBehind) {
 
   // Within the deadline every process of the pool has exited; orphans come to this
   // process (the subreaper) and are reaped here, so none may have a /proc entry left.
-  const bool gone = eventually(
-      [&] {
-        bool all = true;
-        for (pid_t p : pool_procs) {
-          ::waitpid(p, nullptr, WNOHANG);  // reaps it if it was re-parented to us
-          all = all && !process_exists(p);
-        }
-        return all;
-      },
-      10s);
-  EXPECT_TRUE(gone);
+  EXPECT_TRUE(all_gone_within(pool_procs, 10s));
   expect_all_gone(pool_procs, "after the client was SIGKILLed");
 }
 
@@ -154,17 +159,7 @@ TEST(NoOrphans, ExecutorsDieWithTheirAgent) {
   ASSERT_EQ(executors.size(), 2u);
   ASSERT_EQ(proc_stat(agent)->ppid, ::getpid()) << "a local pool's agent is the client's child";
   ASSERT_EQ(::kill(agent, SIGKILL), 0);
-  const bool gone = eventually(
-      [&] {
-        bool all = true;
-        for (pid_t p : executors) {
-          ::waitpid(p, nullptr, WNOHANG);  // reaps it if it was re-parented to us
-          all = all && !process_exists(p);
-        }
-        return all;
-      },
-      10s);
-  EXPECT_TRUE(gone);
+  EXPECT_TRUE(all_gone_within(executors, 10s));
   expect_all_gone(executors, "after their agent was SIGKILLed");
   // The agent is this process's child: terminate() reaps it.
   bounded(kLong, "terminate()", [&] { pool.terminate(); });

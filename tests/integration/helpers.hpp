@@ -132,10 +132,15 @@ inline std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
+// Whether `path` exists within `limit` (tasks also wait on such gate files).
+inline bool await_file(const std::string& path, std::chrono::milliseconds limit) {
+  return eventually([&] { return file_exists(path); }, limit);
+}
+
 // The pid written by a task into `path`, once the file exists; nullopt past the deadline.
 inline std::optional<pid_t> await_pid_file(const std::string& path,
                                            std::chrono::milliseconds limit = kLong) {
-  if (!eventually([&] { return file_exists(path); }, limit)) return std::nullopt;
+  if (!await_file(path, limit)) return std::nullopt;
   return static_cast<pid_t>(std::stol(read_file(path)));
 }
 

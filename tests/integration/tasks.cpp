@@ -16,16 +16,6 @@
 namespace itest {
 namespace {
 
-// Polls for `path` for at most `max_ms`. This is a task's workload, not test synchronisation.
-bool await_file(const std::string& path, std::int64_t max_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_ms);
-  while (!file_exists(path)) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
-
 int g_initializer_calls = 0;  // per process: the executor's own copy
 
 }  // namespace
@@ -72,17 +62,17 @@ std::int64_t sleep_ms(std::int64_t ms) {
 }
 
 std::int64_t wait_file(std::string path, std::int64_t value, std::int64_t max_ms) {
-  return await_file(path, max_ms) ? value : -1;
+  return await_file(path, std::chrono::milliseconds(max_ms)) ? value : -1;
 }
 
 std::int64_t gated(Gate g) {
   if (g.path.empty()) return g.value;
-  return await_file(g.path, g.max_ms) ? g.value : -1;
+  return await_file(g.path, std::chrono::milliseconds(g.max_ms)) ? g.value : -1;
 }
 
 std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms) {
   write_file_atomically(pid_path, std::to_string(getpid()));
-  return await_file(gate, max_ms) ? 1 : -1;
+  return await_file(gate, std::chrono::milliseconds(max_ms)) ? 1 : -1;
 }
 
 std::int64_t fail_if(std::int64_t x, std::int64_t bad) {
@@ -133,7 +123,7 @@ std::int64_t die(std::string log, std::int64_t sig) {
 std::int64_t die_once(std::string pid_path, std::string gate, std::int64_t value) {
   if (file_exists(pid_path)) return value;
   write_file_atomically(pid_path, std::to_string(getpid()));
-  await_file(gate, 60000);
+  (void)await_file(gate, std::chrono::milliseconds(60000));
   return -1;  // reached only if the test failed to kill this process
 }
 
