@@ -14,8 +14,6 @@
 namespace mqpool::detail {
 
 namespace {
-constexpr std::size_t kHugePage = 2 << 20;
-
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
 // Large buffers: a mapping of whole huge pages at a 2 MiB-aligned address (over-map,

@@ -7,6 +7,8 @@
 
 namespace mqpool::detail {
 
+inline constexpr std::size_t kHugePage = 2 << 20;
+
 // A growable byte buffer, like msgpack::sbuffer, except where its memory comes from:
 // buffers of kHugeFrom bytes or more are placed in 2 MiB-aligned memory that the kernel
 // may back with huge pages. Every fresh 4 KiB page costs a page fault, and on a virtual
@@ -28,17 +30,16 @@ class Buffer {
   }
   ~Buffer() { free(data_, capacity_); }
 
-  void write(const char* p, std::size_t n) {
-    if (capacity_ - size_ < n) grow(size_ + n);
-    std::memcpy(data_ + size_, p, n);
-    size_ += n;
-  }
   // Room for n more bytes at tail(n); commit(k) keeps the first k of them written.
   char* tail(std::size_t n) {
     if (capacity_ - size_ < n) grow(size_ + n);
     return data_ + size_;
   }
   void commit(std::size_t k) noexcept { size_ += k; }
+  void write(const char* p, std::size_t n) {
+    std::memcpy(tail(n), p, n);
+    commit(n);
+  }
   const char* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t capacity() const noexcept { return capacity_; }
@@ -70,7 +71,6 @@ class Buffer {
 // a multiple of 2 MiB (its header takes 16 bytes), which the kernel places at a 2 MiB
 // boundary. Only address space is spent: pages past the data are never touched.
 constexpr std::size_t huge_capacity(std::size_t n) {
-  constexpr std::size_t kHugePage = 2 << 20;
   return (n + 64 + kHugePage - 1) / kHugePage * kHugePage - 64;
 }
 
