@@ -1,6 +1,11 @@
 #include "broker_loop.hpp"
 
+#include <poll.h>
+
+#include <cerrno>
+#include <climits>
 #include <csignal>
+#include <system_error>
 
 #include "log.hpp"
 #include "mqpool/broker.hpp"
@@ -8,7 +13,11 @@
 namespace mqpool::broker {
 
 namespace {
-constexpr int kDrainBatch = 256;  // messages per socket per wake-up, so neither side starves
+constexpr int kDrainBatch = 256;  // messages per socket per round, so neither side starves
+
+// The loop whose thread this is, if any: a callback on the loop's thread that submits
+// must not try to take the lock its own thread holds.
+thread_local const Loop* t_loop = nullptr;
 
 void configure(zmq::socket_t& s) {
   s.set(zmq::sockopt::router_mandatory, 1);  // an unroutable reply is an error we see
@@ -17,6 +26,12 @@ void configure(zmq::socket_t& s) {
   s.set(zmq::sockopt::rcvhwm, 0);
   s.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
   s.set(zmq::sockopt::linger, 0);
+}
+
+int poll_timeout(TimePoint at) {
+  if (at == TimePoint::max()) return -1;
+  const auto wait = std::chrono::ceil<std::chrono::milliseconds>(at - Clock::now()).count();
+  return static_cast<int>(std::clamp<decltype(wait)>(wait, 0, INT_MAX));
 }
 }  // namespace
 
@@ -51,6 +66,8 @@ void Loop::drain(zmq::socket_t& s, bool from_client) {
       ++core_.mutable_counters().malformed;
       detail::log().warn("broker: dropped a malformed message from a {}: {}",
                          from_client ? "client" : "worker", e.what());
+    } catch (const zmq::error_t&) {
+      throw;  // ETERM: the loop ends
     } catch (const std::exception& e) {
       // Nothing a peer sends may end the broker (std::bad_alloc included).
       ++core_.mutable_counters().malformed;
@@ -60,10 +77,11 @@ void Loop::drain(zmq::socket_t& s, bool from_client) {
   }
 }
 
-// Returns false once the local client has stopped.
-bool Loop::drain_local() {
+// Returns false once the local client has stopped (or, off the loop's thread, when what
+// it has queued must be handled on the loop's thread).
+bool Loop::take_local(bool loop_thread) {
   std::vector<proto::Message> msgs;
-  const bool alive = local_->take(msgs);
+  const bool ok = local_->take(msgs, loop_thread);
   for (proto::Message& m : msgs) {
     m.peer = kLocalPeer;
     try {
@@ -72,12 +90,16 @@ bool Loop::drain_local() {
       detail::log().error("broker: failed to handle a local submission: {}", e.what());
     }
   }
-  return alive;
+  return ok;
 }
 
-void Loop::flush() {
+void Loop::flush(bool deliver_local) {
   for (Outgoing& o : core_.take_outbox()) {
     if (o.side == Side::client && o.msg.peer == kLocalPeer && local_ != nullptr) {
+      if (!deliver_local) {
+        held_.push_back(std::move(o.msg));
+        continue;
+      }
       try {
         local_->deliver(o.msg);
       } catch (const std::exception& e) {
@@ -93,28 +115,75 @@ void Loop::flush() {
   }
 }
 
-void Loop::run(const std::atomic<bool>* stop) {
-  std::vector<zmq::pollitem_t> items{{backend_.handle(), 0, ZMQ_POLLIN, 0}};
-  if (frontend_) items.push_back({frontend_->handle(), 0, ZMQ_POLLIN, 0});
-  const std::size_t local_item = items.size();
-  if (local_ != nullptr) items.push_back({nullptr, local_->wake_fd(), ZMQ_POLLIN, 0});
-  while (stop == nullptr || !stop->load()) {
-    long timeout = -1;
-    if (const TimePoint next = core_.next_deadline(); next != TimePoint::max()) {
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
-      timeout = std::max<long>(0, wait.count());
-    }
+// A socket's descriptor signals only new events, and any call on the socket (a send
+// included) may consume that signal: ZMQ_EVENTS is the truth.
+bool Loop::any_readable() {
+  auto readable = [](zmq::socket_t& s) { return (s.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; };
+  return readable(backend_) || (frontend_ && readable(*frontend_));
+}
+
+// Handles everything that is ready: results held for the local client, its submissions,
+// every message the sockets hold, expired deadlines; sends what comes of it. Goes on
+// until no socket is readable, so that the thread may then sleep in poll.
+bool Loop::serve(bool local_ready) {
+  for (proto::Message& m : held_) {
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout));
-      if (items[0].revents & ZMQ_POLLIN) drain(backend_, false);
-      if (frontend_ && (items[1].revents & ZMQ_POLLIN)) drain(*frontend_, true);
-      if (local_ != nullptr && (items[local_item].revents & ZMQ_POLLIN) && !drain_local()) return;
+      local_->deliver(m);
+    } catch (const std::exception& e) {
+      detail::log().warn("client: dropped a malformed result: {}", e.what());
+    }
+  }
+  held_.clear();
+  if (local_ready && !take_local(true)) return false;
+  do {
+    drain(backend_, false);
+    if (frontend_) drain(*frontend_, true);
+    core_.on_tick(Clock::now());
+    flush(true);
+  } while (any_readable());
+  return true;
+}
+
+void Loop::run(const std::atomic<bool>* stop) {
+  t_loop = this;
+  std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
+  if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
+  const std::size_t local_fd = fds.size();
+  if (local_ != nullptr) fds.push_back({local_->wake_fd(), POLLIN, 0});
+  std::unique_lock lock(mu_);
+  bool local_ready = false;
+  while (stop == nullptr || !stop->load()) {
+    try {
+      if (!serve(local_ready)) break;
     } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) return;
+      if (e.num() == ETERM) break;
       if (e.num() != EINTR) throw;
     }
-    core_.on_tick(Clock::now());
-    flush();
+    wake_at_ = core_.next_deadline();
+    const int timeout = poll_timeout(wake_at_);
+    lock.unlock();  // submitters may serve themselves while this thread sleeps
+    const int n = ::poll(fds.data(), fds.size(), timeout);
+    const int err = errno;
+    lock.lock();
+    if (n < 0 && err != EINTR) throw std::system_error(err, std::generic_category(), "broker: poll");
+    local_ready = local_ != nullptr && n > 0 && (fds[local_fd].revents & POLLIN) != 0;
+  }
+  t_loop = nullptr;
+}
+
+bool Loop::serve_local_now() {
+  if (local_ == nullptr || t_loop == this) return false;
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock) return false;  // the loop's thread is at work and will see the wake-up
+  try {
+    if (!take_local(false)) return false;
+    flush(false);
+    // The loop's thread sleeps in poll until wake_at_, on descriptors our sends may have
+    // drained: it must look itself if anything is readable, a result waits for delivery,
+    // or the work just dispatched brings a deadline sooner than its planned wake-up.
+    return held_.empty() && !any_readable() && core_.next_deadline() >= wake_at_;
+  } catch (const zmq::error_t&) {
+    return false;  // ETERM: the loop's thread meets it too
   }
 }
 

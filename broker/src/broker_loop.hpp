@@ -2,8 +2,10 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "broker_core.hpp"
@@ -21,19 +23,33 @@ class Loop {
   // The endpoints actually bound (with the port chosen for ":*").
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;
-  // Serves until the context is shut down, or `stop` becomes true (checked whenever
-  // poll returns, including on EINTR). Call from the thread that owns the loop.
+  // Serves until the context is shut down, the local client stops, or `stop` becomes
+  // true (checked whenever poll returns, including on EINTR). Call from one thread.
   void run(const std::atomic<bool>* stop = nullptr);
+  // For the local client's submitting thread, after it queued work: if the loop is
+  // between wake-ups, dispatches that work on the caller's thread and returns true;
+  // otherwise (busy, or the loop must look at something itself) returns false and the
+  // caller wakes the loop. This spares each submission a thread hand-off. Results are
+  // never delivered here: callbacks run on the loop's thread only.
+  bool serve_local_now();
 
  private:
+  bool serve(bool local_ready);
   void drain(zmq::socket_t& s, bool from_client);
-  bool drain_local();
-  void flush();
+  bool take_local(bool loop_thread);
+  void flush(bool deliver_local);
+  bool any_readable();
 
   std::optional<zmq::socket_t> frontend_;
   zmq::socket_t backend_;
   LocalClient* local_;
+  // Held by whichever thread drives the sockets and core_ at the moment: the loop's own,
+  // or a submitter in serve_local_now(). ZeroMQ sockets may change threads between calls
+  // when a lock orders the calls, and the loop's thread polls raw descriptors without it.
+  std::mutex mu_;
   BrokerCore core_;
+  TimePoint wake_at_ = TimePoint::max();  // when the loop's thread next wakes by itself
+  std::vector<proto::Message> held_;      // results made by a submitter, for the loop to deliver
 };
 
 }  // namespace mqpool::broker

@@ -20,8 +20,10 @@ class LocalClient {
   // Readable when the client has messages for the broker.
   virtual int wake_fd() const = 0;
   // Moves the waiting messages (SUBMIT, CANCEL) into `out`. Returns false once the client
-  // has stopped.
-  virtual bool take(std::vector<proto::Message>& out) = 0;
+  // has stopped. Off the loop's thread (`loop_thread` false: a submitter serving itself),
+  // it also returns false, taking nothing, when what waits must be handled on the loop's
+  // thread (failing jobs runs their callbacks).
+  virtual bool take(std::vector<proto::Message>& out, bool loop_thread) = 0;
   // A message for the client (RESULT). Throws SerializationError if malformed.
   virtual void deliver(proto::Message& m) = 0;
 };

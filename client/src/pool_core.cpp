@@ -164,7 +164,11 @@ void PoolCore::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std:
     }
     chunks = std::move(single);
   }
-  session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last);
+  // A local pool's submitter dispatches its own work when the broker's thread is idle,
+  // sparing each submission a thread hand-off; otherwise the driver's thread is woken.
+  if (session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last) &&
+      !(broker_ && broker_->serve_local_now()))
+    session_->wake();
 }
 
 bool PoolCore::accepting() const {

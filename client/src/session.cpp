@@ -35,26 +35,27 @@ void Session::stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  wake();
+}
+
+void Session::wake() {
   const std::uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof one);
 }
 
-void Session::push(Op&& op) {
-  bool wake;
-  {
-    std::lock_guard lock(mu_);
-    wake = ops_.empty();  // the I/O thread drains everything per wake-up
-    if (op.kind == Op::submit)
-      for (const auto& c : op.chunks) pending_ += c.count;
-    ops_.push_back(std::move(op));
-  }
-  if (wake) {
-    const std::uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof one);
-  }
+// Returns true if the queue was empty: whoever takes the queue takes all of it, so only
+// the first op after a take needs to wake the driver.
+bool Session::push(Op&& op) {
+  std::lock_guard lock(mu_);
+  if (op.kind == Op::submit)
+    for (const auto& c : op.chunks) pending_ += c.count;
+  else
+    ++fail_ops_;
+  ops_.push_back(std::move(op));
+  return ops_.size() == 1;
 }
 
-void Session::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+bool Session::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
                      std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last) {
   Op op;
   op.job_id = job_id;
@@ -63,7 +64,7 @@ void Session::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::
   op.timeout_ms = timeout_ms;
   op.chunks = std::move(chunks);
   op.last = last;
-  push(std::move(op));
+  return push(std::move(op));
 }
 
 void Session::fail_all(const WireError& e) {
@@ -75,7 +76,7 @@ void Session::fail_all(const WireError& e) {
   Op op;
   op.kind = Op::fail_all;
   op.error = std::make_shared<const WireError>(e);
-  push(std::move(op));
+  if (push(std::move(op))) wake();
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return fails_done_ >= ticket || stop_; });
 }
@@ -93,13 +94,16 @@ void Session::settle(std::uint64_t done) {
   if (pending_ == 0) cv_.notify_all();
 }
 
-bool Session::take(std::vector<proto::Message>& out) {
-  std::uint64_t n;
-  (void)!read(wake_fd_, &n, sizeof n);
+bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
+  if (loop_thread) {
+    std::uint64_t n;
+    (void)!read(wake_fd_, &n, sizeof n);
+  }
   {
     std::lock_guard lock(mu_);
-    if (stop_) return false;
+    if (stop_ || (!loop_thread && fail_ops_ > 0)) return false;
     ops_taken_.swap(ops_);
+    fail_ops_ = 0;
   }
   std::size_t waiting = 0;
   for (const Op& op : ops_taken_) waiting += op.chunks.size();
@@ -229,7 +233,7 @@ void RemoteLink::run() {
       if (e.num() != EINTR) throw;
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      if (!session_.take(out)) return;
+      if (!session_.take(out, true)) return;
       for (proto::Message& m : out) proto::send(sock_, std::move(m), false);
       out.clear();
     }

@@ -29,8 +29,10 @@ class Session final : public broker::LocalClient {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Sends chunks of a job (see detail::submit). Thread-safe; never blocks on I/O.
-  void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
+  // Queues chunks of a job (see detail::submit). Thread-safe; never blocks on I/O.
+  // Returns true when the queue was empty: the caller must then have it served, by
+  // wake() or by serving it on its own thread.
+  [[nodiscard]] bool submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
               std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last);
   // Fails every task without an outcome with `e` and asks the broker to drop this
   // client's work. Thread-safe; returns once done (or once the session has stopped).
@@ -39,10 +41,12 @@ class Session final : public broker::LocalClient {
   void wait_idle();
   // Ends the driver's loop and releases every waiter. Thread-safe.
   void stop();
+  // Wakes the driver to take what is queued. Thread-safe.
+  void wake();
 
   // The driver's side (the one I/O thread).
   int wake_fd() const override { return wake_fd_; }
-  bool take(std::vector<proto::Message>& out) override;
+  bool take(std::vector<proto::Message>& out, bool loop_thread) override;
   void deliver(proto::Message& m) override;
 
  private:
@@ -62,7 +66,7 @@ class Session final : public broker::LocalClient {
     bool last = false;
   };
 
-  void push(Op&& op);
+  bool push(Op&& op);
   void settle(std::uint64_t done);
 
   int wake_fd_ = -1;
@@ -73,6 +77,7 @@ class Session final : public broker::LocalClient {
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::vector<Op> ops_;
+  std::size_t fail_ops_ = 0;  // Op::fail_all entries in ops_
   std::uint64_t pending_ = 0;  // tasks submitted without an outcome
   std::uint64_t fails_done_ = 0;
   bool stop_ = false;

@@ -2,9 +2,15 @@
 // helpers the failure tests need on top.
 #pragma once
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <sstream>
 
 #include "../integration/helpers.hpp"
+
+extern char** environ;
 
 namespace ftest {
 
@@ -55,5 +61,51 @@ inline int count_files(const std::string& dir, const std::string& prefix) {
     if (e.path().filename().string().starts_with(prefix)) ++n;
   return n;
 }
+
+// This test binary re-executed in a helper role (main.cpp: MQPOOL_FAILURE_SCENARIO),
+// a fresh process rather than a fork() of the multithreaded test. Killed (SIGKILL) and
+// reaped on destruction if still running, so that a failed assertion leaves nothing.
+class Scenario {
+ public:
+  Scenario(const std::string& name, const std::string& dir, std::vector<std::string> args = {}) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+    env.push_back("MQPOOL_FAILURE_SCENARIO=" + name);
+    env.push_back("MQPOOL_FAILURE_DIR=" + dir);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    args.insert(args.begin(), "mqpool_failure_tests");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawn(&pid_, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data()) != 0)
+      pid_ = -1;
+  }
+  ~Scenario() { kill(); }
+  Scenario(const Scenario&) = delete;
+  Scenario& operator=(const Scenario&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // SIGKILL and reap; returns the wait status (-1 if it was not running).
+  int kill() {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGKILL);
+    int status = -1;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  // Reaps it (it must be on its way out). Returns the wait status.
+  int wait() {
+    int status = -1;
+    if (pid_ > 0) ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
 
 }  // namespace ftest

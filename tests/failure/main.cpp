@@ -1,13 +1,15 @@
 // The failure tests' main(). Run normally, it is gtest's. Re-executed by a test with
-// MQPOOL_FAILURE_SCENARIO set, it plays a helper role instead (a client process for
-// the test to SIGKILL): a fresh process, not a fork() of the multithreaded test.
+// MQPOOL_FAILURE_SCENARIO set (helpers.hpp: Scenario), it plays a helper role instead:
+// a client process for the test to SIGKILL, a standalone broker, a worker agent.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <mqpool/broker.hpp>
 #include <mqpool/mqpool.hpp>
+#include <mqpool/worker.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,8 +53,14 @@ int orphan_client(const std::string& dir) {
 int main(int argc, char** argv) {
   if (const char* scenario = std::getenv("MQPOOL_FAILURE_SCENARIO")) {
     const char* dir = std::getenv("MQPOOL_FAILURE_DIR");
-    if (std::string(scenario) == "orphan_client" && dir != nullptr)
-      return ftest::orphan_client(dir);
+    const std::string role = scenario;
+    if (role == "orphan_client" && dir != nullptr) return ftest::orphan_client(dir);
+    // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers).
+    if (role == "broker" && dir != nullptr)
+      return mqpool::run_broker({"ipc://" + std::string(dir) + "/front",
+                                 "ipc://" + std::string(dir) + "/back"});
+    // `mqpool worker` with this binary's tasks; the arguments are the worker's options.
+    if (role == "worker") return mqpool::worker_main(argc, argv);
     std::fprintf(stderr, "unknown MQPOOL_FAILURE_SCENARIO '%s' (or no MQPOOL_FAILURE_DIR)\n",
                  scenario);
     return 2;

@@ -2,7 +2,6 @@
 // client process is killed"): terminate kills the executors at once; no process of a
 // pool remains after the client dies by SIGKILL, nor after the Pool is destroyed
 // normally, after terminate, or after executors crashed.
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -11,8 +10,6 @@
 #include <mqpool/mqpool.hpp>
 
 #include "common.hpp"
-
-extern char** environ;
 
 namespace ftest {
 namespace {
@@ -93,24 +90,9 @@ TEST(NoOrphans, AClientKilledBySigkillLeavesNothingBehind) {
   TempDir dir;
   SubreaperScope reaper;
   ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
-  // Re-execute this binary as the client (main.cpp's orphan_client scenario).
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
-  env.push_back("MQPOOL_FAILURE_SCENARIO=orphan_client");
-  env.push_back("MQPOOL_FAILURE_DIR=" + dir.path());
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string arg0 = "mqpool_failure_tests";
-  char* argv[] = {arg0.data(), nullptr};
-  pid_t client = 0;
-  ASSERT_EQ(posix_spawn(&client, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
-  struct KillOnExit {  // if an assertion leaves early: no client left behind
-    pid_t pid;
-    ~KillOnExit() {
-      if (::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
-    }
-  } guard{client};
+  Scenario client_process("orphan_client", dir.path());  // main.cpp's scenario
+  const pid_t client = client_process.pid();
+  ASSERT_GT(client, 0);
 
   const auto ready = await_pid_pair(dir.file("ready"));  // reads "<client> <agent>"
   ASSERT_TRUE(ready.has_value()) << "the client did not start its tasks in time";
@@ -125,9 +107,7 @@ TEST(NoOrphans, AClientKilledBySigkillLeavesNothingBehind) {
   ASSERT_EQ(proc_stat(e0)->ppid, agent);
   ASSERT_EQ(proc_stat(e1)->ppid, agent);
 
-  ASSERT_EQ(::kill(client, SIGKILL), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(client, &status, 0), client);
+  const int status = client_process.kill();
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "client status " << status;
 
   // Within the deadline every process of the pool has exited; orphans come to this

@@ -39,6 +39,28 @@ TEST(TaskTimeout, AMinuteLongTaskFailsPromptlyAndTheNextTaskRunsOnAOneProcessPoo
   expect_pool_size(pool, 1, dir, "size");
 }
 
+// The broker's thread keeps a task's time limit even when nothing else would wake it:
+// heartbeats are 20 s apart here, and the submitting thread may dispatch the task itself
+// (Loop::serve_local_now), so only the broker's own deadline can end it in time.
+TEST(TaskTimeout, TheLimitHoldsWhenNoOtherEventWakesTheBroker) {
+  TempDir dir;
+  mqpool::Pool pool(mqpool::PoolOptions{
+      .processes = 1, .task_timeout = 300ms, .heartbeat_interval = 20s});
+  const std::string d = subdir(dir, "stuck");
+  // A few round trips first, so that the executor's start-up messages (READY, its first
+  // heartbeat) are behind us and the broker's thread is asleep when the task comes.
+  for (int i = 0; i < 5; ++i)
+    ASSERT_GT(bounded(kLong, "a quick task", [&] { return pool.apply(pid, std::int64_t{0}); }), 0);
+  auto r = pool.apply_async(stuck, d, std::int64_t{60000});
+  try {
+    r.get(10s);  // well inside the first heartbeat: only the time limit can answer
+    ADD_FAILURE() << "a task that sleeps a minute beat a 300 ms limit";
+  } catch (const mqpool::TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("time limit of 300 ms"), std::string::npos)
+        << "not the pool's time limit: " << e.what();
+  }
+}
+
 // chunksize 4 would put the slow task with three fast ones; under task_timeout every
 // task travels alone, so only the slow one fails.
 TEST(TaskTimeout, EveryTaskIsItsOwnChunkSoOnlyTheSlowOneFails) {
