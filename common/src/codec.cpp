@@ -103,10 +103,13 @@ bool Reader::next_small(msgpack::object& o) {
 const msgpack::object& Reader::next() {
   if (offset_ >= size_) throw SerializationError("message ends before its last value");
   if (next_scalar(obj_) || next_small(obj_)) return obj_;
-  zone_.clear();
+  if (zone_)
+    zone_->clear();
+  else
+    zone_.emplace();
   try {
     bool referenced = false;
-    obj_ = msgpack::unpack(zone_, data_, size_, offset_, referenced, reference_all, nullptr,
+    obj_ = msgpack::unpack(*zone_, data_, size_, offset_, referenced, reference_all, nullptr,
                            limits_for(size_ - offset_));
   } catch (const std::exception& e) {
     throw SerializationError(std::string("malformed msgpack: ") + e.what());
@@ -130,6 +133,23 @@ std::vector<std::size_t> object_sizes(const void* data, std::size_t size, std::s
     start = reader.offset();
   }
   return out;
+}
+
+const msgpack::object& unpack_exact_reused(const void* data, std::size_t size) {
+  thread_local msgpack::zone zone;
+  thread_local msgpack::object obj;
+  zone.clear();  // keeps its first chunk
+  std::size_t off = 0;
+  try {
+    bool referenced = false;
+    obj = msgpack::unpack(zone, static_cast<const char*>(data), size, off, referenced, reference_all,
+                          nullptr, limits_for(size));
+  } catch (const std::exception& e) {
+    throw SerializationError(std::string("malformed msgpack: ") + e.what());
+  }
+  if (off != size)
+    throw SerializationError(std::to_string(size - off) + " unexpected trailing bytes");
+  return obj;
 }
 
 msgpack::object_handle unpack_exact(const void* data, std::size_t size) {

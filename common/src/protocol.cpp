@@ -103,25 +103,33 @@ bool send(zmq::socket_t& s, Message&& m, bool routed) {
 }
 
 std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags) {
-  std::vector<zmq::message_t> parts;
-  zmq::message_t part;
-  if (!s.recv(part, flags)) return std::nullopt;
-  parts.push_back(std::move(part));
-  while (parts.back().more()) {
-    zmq::message_t next;
-    (void)s.recv(next);
-    parts.push_back(std::move(next));
-  }
-  const std::size_t base = routed ? 1 : 0;
-  if (parts.size() < base + 3 || parts[base].to_string_view() != kTag)
-    throw SerializationError("not an MQP1 message");
-  if (parts[base + 1].size() != 1 || !known(*parts[base + 1].data<std::uint8_t>()))
-    throw SerializationError("unknown command");
+  zmq::message_t first;
+  if (!s.recv(first, flags)) return std::nullopt;
+  // Every part is read before any check, so that a malformed message is consumed whole.
+  // The payload frames go straight into the message: a DONE or RESULT carries two per
+  // chunk, up to 128 and more.
   Message m;
-  if (routed) m.peer = parts[0].to_string();
-  m.cmd = static_cast<Cmd>(*parts[base + 1].data<std::uint8_t>());
-  m.header = std::move(parts[base + 2]);
-  for (std::size_t i = base + 3; i < parts.size(); ++i) m.frames.push_back(std::move(parts[i]));
+  zmq::message_t envelope[4];  // routing id, tag, command, header (as many as there are)
+  const std::size_t base = routed ? 1 : 0;
+  std::size_t n = 0;
+  bool more = first.more();
+  envelope[n++] = std::move(first);
+  while (more && n < base + 3) {
+    (void)s.recv(envelope[n]);
+    more = envelope[n++].more();
+  }
+  m.frames.reserve(more ? 8 : 0);
+  while (more) {
+    (void)s.recv(m.frames.emplace_back());
+    more = m.frames.back().more();
+  }
+  if (n < base + 3 || envelope[base].to_string_view() != kTag)
+    throw SerializationError("not an MQP1 message");
+  if (envelope[base + 1].size() != 1 || !known(*envelope[base + 1].data<std::uint8_t>()))
+    throw SerializationError("unknown command");
+  if (routed) m.peer = envelope[0].to_string();
+  m.cmd = static_cast<Cmd>(*envelope[base + 1].data<std::uint8_t>());
+  m.header = std::move(envelope[base + 2]);
   return m;
 }
 

@@ -107,28 +107,30 @@ struct Message {
   std::vector<zmq::message_t> frames;
 };
 
+
+// Moves a buffer's bytes into a frame without copying (small ones are copied into
+// ZeroMQ's inline storage).
+zmq::message_t to_frame(detail::Buffer&& buf);
+
 // Encodes `header` with msgpack into a frame.
 template <class H>
 zmq::message_t encode(const H& header) {
-  msgpack::sbuffer buf;
-  msgpack::pack(buf, header);
-  return zmq::message_t(buf.data(), buf.size());
+  detail::Buffer buf(64);  // headers are mostly small; larger ones grow by doubling
+  detail::Packer pk(buf);
+  pk.pack(header);
+  return to_frame(std::move(buf));
 }
 
 // Decodes the header of `m` as H. Throws SerializationError.
 template <class H>
 H decode(const Message& m) {
-  auto h = detail::unpack_exact(m.header.data(), m.header.size());
-  return detail::convert<H>(h.get());
+  return detail::convert<H>(detail::unpack_exact_reused(m.header.data(), m.header.size()));
 }
 
 template <class H>
 Message make(Cmd cmd, const H& header, std::string peer = {}) {
   return Message{std::move(peer), cmd, encode(header), {}};
 }
-
-// Moves a buffer's bytes into a frame without copying.
-zmq::message_t to_frame(detail::Buffer&& buf);
 
 // An outcome errors frame: empty when nothing failed, else a msgpack array of
 // [index, code, type, message, task, worker].

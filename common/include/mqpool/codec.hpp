@@ -204,7 +204,9 @@ class Reader {
   const char* data_;
   std::size_t size_;
   std::size_t offset_ = 0;
-  msgpack::zone zone_;
+  // Made on first use: msgpack's zone allocates an 8 KiB chunk up front, and most
+  // readers (integers, strings, short tuples) never need one.
+  std::optional<msgpack::zone> zone_;
   msgpack::object obj_;
   msgpack::object small_[8];  // elements of a short array of scalars (the fast path)
 };
@@ -215,6 +217,9 @@ std::vector<std::size_t> object_sizes(const void* data, std::size_t size, std::s
 
 // Decodes exactly one object spanning the whole buffer (headers). Throws SerializationError.
 msgpack::object_handle unpack_exact(const void* data, std::size_t size);
+// As unpack_exact, into a zone that belongs to the calling thread and is reused: no
+// allocation per header. The object is valid until this thread's next call.
+const msgpack::object& unpack_exact_reused(const void* data, std::size_t size);
 
 template <class T>
 struct is_tuple : std::false_type {};
