@@ -100,6 +100,50 @@ bool Reader::next_small(msgpack::object& o) {
   return true;
 }
 
+bool Reader::next_array_header(std::uint32_t& n) noexcept {
+  if (offset_ >= size_) return false;
+  const auto c = static_cast<unsigned char>(data_[offset_]);
+  const std::size_t left = size_ - offset_ - 1;
+  if (c >= 0x90 && c <= 0x9f) {
+    n = c & 0x0f;
+    offset_ += 1;
+  } else if (c == 0xdc && left >= 2) {
+    n = load_be<std::uint16_t>(data_ + offset_ + 1);
+    offset_ += 3;
+  } else if (c == 0xdd && left >= 4) {
+    n = load_be<std::uint32_t>(data_ + offset_ + 1);
+    offset_ += 5;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool Reader::next_str(std::string_view& s) noexcept {
+  if (offset_ >= size_) return false;
+  const auto c = static_cast<unsigned char>(data_[offset_]);
+  const std::size_t left = size_ - offset_ - 1;
+  std::size_t len = 0, head = 1;
+  if (c >= 0xa0 && c <= 0xbf) {
+    len = c & 0x1f;
+  } else if (c == 0xd9 && left >= 1) {
+    len = load_be<std::uint8_t>(data_ + offset_ + 1);
+    head = 2;
+  } else if (c == 0xda && left >= 2) {
+    len = load_be<std::uint16_t>(data_ + offset_ + 1);
+    head = 3;
+  } else if (c == 0xdb && left >= 4) {
+    len = load_be<std::uint32_t>(data_ + offset_ + 1);
+    head = 5;
+  } else {
+    return false;
+  }
+  if (size_ - offset_ - head < len) return false;
+  s = std::string_view(data_ + offset_ + head, len);
+  offset_ += head + len;
+  return true;
+}
+
 const msgpack::object& Reader::next() {
   if (offset_ >= size_) throw SerializationError("message ends before its last value");
   if (next_scalar(obj_) || next_small(obj_)) return obj_;

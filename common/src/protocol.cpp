@@ -55,6 +55,57 @@ zmq::message_t to_frame(detail::Buffer&& buf) {
       reinterpret_cast<void*>(r.capacity));
 }
 
+namespace {
+
+// One header field, read in place; false if it is not the expected type or range.
+struct Field {
+  detail::Reader& r;
+  template <detail::plain_integer T>
+  bool operator()(T& v) const {
+    return r.next_integer(v);
+  }
+  bool operator()(std::string& s) const {
+    std::string_view v;
+    if (!r.next_str(v)) return false;
+    s.assign(v);
+    return true;
+  }
+};
+
+// An array of `fields`-element arrays (0: of plain integers), each read by `one`.
+template <class T, class One>
+bool read_array(const zmq::message_t& h, std::vector<T>& out, std::uint32_t fields, One one) {
+  detail::Reader r(h.data(), h.size());
+  std::uint32_t n = 0;
+  // Every element takes at least 1 + fields bytes: a count beyond that is a lie (and
+  // must not size a vector); the generic path rejects it.
+  if (!r.next_array_header(n) || n > (h.size() - r.offset()) / (1 + fields)) return false;
+  out.resize(n);
+  for (T& x : out) {
+    std::uint32_t k = 0;
+    if (fields != 0 && (!r.next_array_header(k) || k != fields)) return false;
+    if (!one(Field{r}, x)) return false;
+  }
+  return r.at_end();
+}
+
+}  // namespace
+
+bool decode_fast(const zmq::message_t& h, std::vector<ChunkSpec>& out) {
+  return read_array(h, out, 5, [](Field f, ChunkSpec& c) {
+    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries);
+  });
+}
+bool decode_fast(const zmq::message_t& h, std::vector<TaskSpec>& out) {
+  return read_array(h, out, 3, [](Field f, TaskSpec& t) { return f(t.chunk) && f(t.count) && f(t.fn); });
+}
+bool decode_fast(const zmq::message_t& h, std::vector<ResultSpec>& out) {
+  return read_array(h, out, 2, [](Field f, ResultSpec& r) { return f(r.seq) && f(r.count); });
+}
+bool decode_fast(const zmq::message_t& h, std::vector<std::uint64_t>& out) {
+  return read_array(h, out, 0, [](Field f, std::uint64_t& v) { return f(v); });
+}
+
 zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireError>>& errors) {
   if (errors.empty()) return zmq::message_t();
   std::vector<WireErrorRow> rows;

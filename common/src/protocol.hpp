@@ -121,9 +121,22 @@ zmq::message_t encode(const H& header) {
   return to_frame(std::move(buf));
 }
 
+// The headers of every task's path (SUBMIT, TASK, DONE, RESULT), read field by field
+// without msgpack's generic parser. False if the bytes are not exactly the usual
+// encoding (or are malformed): decode() then takes the generic path, which accepts
+// every valid encoding and reports the errors.
+bool decode_fast(const zmq::message_t& header, std::vector<ChunkSpec>& out);
+bool decode_fast(const zmq::message_t& header, std::vector<TaskSpec>& out);
+bool decode_fast(const zmq::message_t& header, std::vector<ResultSpec>& out);
+bool decode_fast(const zmq::message_t& header, std::vector<std::uint64_t>& out);
+
 // Decodes the header of `m` as H. Throws SerializationError.
 template <class H>
 H decode(const Message& m) {
+  if constexpr (requires(H& h) { decode_fast(m.header, h); }) {
+    H h;
+    if (decode_fast(m.header, h)) return h;
+  }
   return detail::convert<H>(detail::unpack_exact_reused(m.header.data(), m.header.size()));
 }
 

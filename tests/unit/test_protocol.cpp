@@ -113,6 +113,91 @@ TEST(ProtocolHeaders, MalformedHeadersThrowSerializationError) {
   EXPECT_THROW(proto::decode<proto::Kill>(with_header(raw)), SerializationError);
 }
 
+// The hot headers' field-by-field reader (decode_fast) must agree with msgpack's generic
+// decoding on every encoding msgpack's packer writes, and give way to it (false) on
+// anything else, so that errors and unusual encodings are handled in one place.
+template <class H>
+H generic(const zmq::message_t& header) {
+  const auto h = mqpool::detail::unpack_exact(header.data(), header.size());
+  return mqpool::detail::convert<H>(h.get());
+}
+
+TEST(ProtocolFastHeaders, AgreeWithTheGenericDecoderAcrossIntegerAndStringWidths) {
+  std::vector<proto::ChunkSpec> chunks;
+  for (std::uint64_t seq : {0ull, 127ull, 128ull, 65536ull, 1ull << 40, ~0ull})
+    for (std::size_t len : {0u, 6u, 31u, 32u, 255u, 256u, 70000u})
+      chunks.push_back({seq, static_cast<std::uint32_t>(len + 1), std::string(len, 'f'),
+                        static_cast<std::uint32_t>(seq), 0xffffffffu});
+  const auto m = proto::make(Cmd::submit, chunks);
+  std::vector<proto::ChunkSpec> fast;
+  ASSERT_TRUE(proto::decode_fast(m.header, fast));
+  const auto slow = generic<std::vector<proto::ChunkSpec>>(m.header);
+  ASSERT_EQ(fast.size(), slow.size());
+  for (std::size_t i = 0; i < fast.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(fast[i].seq, slow[i].seq);
+    EXPECT_EQ(fast[i].count, slow[i].count);
+    EXPECT_EQ(fast[i].fn, slow[i].fn);
+    EXPECT_EQ(fast[i].timeout_ms, slow[i].timeout_ms);
+    EXPECT_EQ(fast[i].max_retries, slow[i].max_retries);
+  }
+
+  const std::vector<proto::TaskSpec> tasks{{1, 2, "a"}, {1ull << 33, 70000, std::string(40, 't')}};
+  std::vector<proto::TaskSpec> t;
+  ASSERT_TRUE(proto::decode_fast(proto::make(Cmd::task, tasks).header, t));
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1].chunk, 1ull << 33);
+  EXPECT_EQ(t[1].count, 70000u);
+  EXPECT_EQ(t[1].fn, std::string(40, 't'));
+
+  const std::vector<proto::ResultSpec> results{{5, 1}, {~0ull, 0xffffffffu}};
+  std::vector<proto::ResultSpec> r;
+  ASSERT_TRUE(proto::decode_fast(proto::make(Cmd::result, results).header, r));
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].seq, ~0ull);
+  EXPECT_EQ(r[1].count, 0xffffffffu);
+
+  std::vector<std::uint64_t> ids(300);  // array16
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = i << (i % 60);
+  std::vector<std::uint64_t> got;
+  ASSERT_TRUE(proto::decode_fast(proto::make(Cmd::done, ids).header, got));
+  EXPECT_EQ(got, ids);
+}
+
+TEST(ProtocolFastHeaders, GiveWayOnAnythingElseAndDecodeStillDecides) {
+  auto fast_ok = [](const std::string& raw) {
+    std::vector<proto::ChunkSpec> out;
+    return proto::decode_fast(with_header(raw).header, out);
+  };
+  // Valid but unusual encodings, which the generic path accepts: the name as bin instead
+  // of str, and a spec with four fields (the fifth keeps its default).
+  const std::string bin_name("\x91\x95\x01\x02\xc4\x02" "ab" "\x00\x00", 10);
+  EXPECT_FALSE(fast_ok(bin_name));
+  const auto a = proto::decode<std::vector<proto::ChunkSpec>>(with_header(bin_name));
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].fn, "ab");
+  EXPECT_EQ(a[0].count, 2u);
+  const std::string four_fields = "\x91\x94\x01\x03\xa1x\x07";
+  EXPECT_FALSE(fast_ok(four_fields));
+  const auto b = proto::decode<std::vector<proto::ChunkSpec>>(with_header(four_fields));
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].timeout_ms, 7u);
+  EXPECT_EQ(b[0].max_retries, 0u);
+  // Malformed or hostile: refused by the fast path, then by decode() with an error.
+  for (const std::string& raw : {
+           std::string("\x91\x95\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa1x\x00\x00",
+                       16),                                          // count beyond uint32
+           std::string("\x91\x95\xff\x01\xa1x\x00\x00", 8),       // negative seq
+           std::string("\xdd\xff\xff\xff\xff"),                     // 4 G chunks in 5 bytes
+           std::string("\x91\x95\x01\x01\xa5x\x00\x00", 8),       // name longer than the bytes left
+           std::string("\x91\x95\x01\x01\xa1x\x00\x00\x00", 9),  // a trailing byte
+       }) {
+    SCOPED_TRACE(::testing::PrintToString(raw));
+    EXPECT_FALSE(fast_ok(raw));
+    EXPECT_THROW(proto::decode<std::vector<proto::ChunkSpec>>(with_header(raw)), SerializationError);
+  }
+}
+
 // --- routing ids ----------------------------------------------------------------------------
 
 TEST(ProtocolIds, ExecutorAndAgentIdsAreDistinctAndStable) {

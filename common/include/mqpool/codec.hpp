@@ -162,6 +162,10 @@ class Reader {
     offset_ += n == 0 ? 0 : 1 + n;
     return n != 0;
   }
+  // The next object's array header (its element count) or string (a view into the
+  // buffer); false, with nothing consumed, if it is something else or truncated.
+  bool next_array_header(std::uint32_t& n) noexcept;
+  bool next_str(std::string_view& s) noexcept;
   std::size_t offset() const noexcept { return offset_; }
 
  private:
