@@ -6,6 +6,7 @@
 #include <msgpack.hpp>
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -92,15 +93,27 @@ constexpr bool is_integer_tuple1() {
     return false;
 }
 
+// msgpack is big-endian; these are the hosts we build for.
+static_assert(std::endian::native == std::endian::little);
+
+// The big-endian form of u (and back): one instruction.
+template <class U>
+constexpr U swap_bytes(U u) noexcept {
+  if constexpr (sizeof(U) == 1) return u;
+  else if constexpr (sizeof(U) == 2) return __builtin_bswap16(u);
+  else if constexpr (sizeof(U) == 4) return __builtin_bswap32(u);
+  else return __builtin_bswap64(u);
+}
+
 // Appends v in msgpack's shortest integer form, as msgpack's packer writes it.
 template <plain_integer T>
 void pack_integer(Buffer& b, T v) {
   char* p = b.tail(9);
   auto put = [&](unsigned char tag, auto x) {
+    const auto be = swap_bytes(static_cast<std::make_unsigned_t<decltype(x)>>(x));
     p[0] = static_cast<char>(tag);
-    for (std::size_t i = 0; i < sizeof x; ++i)
-      p[1 + i] = static_cast<char>(static_cast<std::uint64_t>(x) >> (8 * (sizeof x - 1 - i)));
-    b.commit(1 + sizeof x);
+    std::memcpy(p + 1, &be, sizeof be);
+    b.commit(1 + sizeof be);
   };
   if (v >= 0) {
     const auto u = static_cast<std::uint64_t>(v);
@@ -177,9 +190,9 @@ class Reader {
     const char* p = data_ + at + 1;
     auto load = [&]<class W>(W) -> std::size_t {
       if (size_ - at - 1 < sizeof(W)) return 0;
-      std::uint64_t u = 0;
-      for (std::size_t i = 0; i < sizeof(W); ++i) u = u << 8 | static_cast<unsigned char>(p[i]);
-      const W w = static_cast<W>(u);
+      std::make_unsigned_t<W> u;
+      std::memcpy(&u, p, sizeof u);
+      const W w = static_cast<W>(swap_bytes(u));
       if (!std::in_range<T>(w)) return 0;
       v = static_cast<T>(w);
       return 1 + sizeof(W);
