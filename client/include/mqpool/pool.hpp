@@ -181,12 +181,12 @@ class Pool {
   template <class R, class F, class Tuple>
   AsyncResult<R> submit_one(const F& f, Tuple&& args, Callbacks<R> cb) {
     const std::string name = detail::TaskRef<F>::name(f);
-    auto state = std::make_shared<detail::ResultState<R>>();
+    auto job = std::make_shared<detail::ApplyJob<R>>(std::move(cb));
+    std::shared_ptr<detail::ResultState<R>> state(job, &job->state());
     const std::uint64_t id = detail::new_job(*core_);
     detail::ChunkWriter w(1, 0);
     w.add(args);
-    detail::submit(*core_, id, std::make_shared<detail::ApplyJob<R>>(state, std::move(cb)), name,
-                   w.take(), true);
+    detail::submit(*core_, id, std::move(job), name, w.take(), true);
     return AsyncResult<R>(std::move(state));
   }
 

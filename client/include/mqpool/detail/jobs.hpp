@@ -72,11 +72,16 @@ void call_error(const F& f, const std::exception_ptr& ex) noexcept {
   }
 }
 
+// One apply_async call. It holds its result state itself (AsyncResult shares it
+// through an aliasing pointer): one allocation per call instead of two, and callbacks
+// only when given; 100,000 calls in flight at once are memory first touched.
 template <class R>
 class ApplyJob final : public Job {
  public:
-  ApplyJob(std::shared_ptr<ResultState<R>> state, Callbacks<R> cb)
-      : state_(std::move(state)), cb_(std::move(cb)) {}
+  explicit ApplyJob(Callbacks<R> cb)
+      : cb_(cb.callback || cb.error_callback ? std::make_unique<Callbacks<R>>(std::move(cb))
+                                             : nullptr) {}
+  ResultState<R>& state() { return state_; }
 
   std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
                         const ErrorList& errors) override {
@@ -88,11 +93,11 @@ class ApplyJob final : public Job {
           done_ = true;
           ++fresh;
           if constexpr (std::is_void_v<R>) {
-            call_user(cb_.callback);
-            state_->set_value(true);
+            if (cb_) call_user(cb_->callback);
+            state_.set_value(true);
           } else {
-            call_user(cb_.callback, std::as_const(v));
-            state_->set_value(std::move(v));
+            if (cb_) call_user(cb_->callback, std::as_const(v));
+            state_.set_value(std::move(v));
           }
         },
         [&](std::uint64_t, const WireError& e) {
@@ -106,13 +111,13 @@ class ApplyJob final : public Job {
     if (done_) return;
     done_ = true;
     auto ex = to_exception(e);
-    call_error(cb_.error_callback, ex);
-    state_->set_exception(ex);
+    if (cb_) call_error(cb_->error_callback, ex);
+    state_.set_exception(ex);
   }
 
  private:
-  std::shared_ptr<ResultState<R>> state_;
-  Callbacks<R> cb_;
+  ResultState<R> state_;
+  std::unique_ptr<Callbacks<R>> cb_;
   bool done_ = false;
 };
 
