@@ -14,14 +14,27 @@ constexpr auto kBundleWork = std::chrono::milliseconds(2);
 // runs is known to end within this; a task never waits long behind another on a busy
 // executor while an idle one could have taken it.
 constexpr auto kPrefetchHorizon = std::chrono::milliseconds(50);
+// The last queued chunk, when it holds more work than this, goes out in halves (and the
+// half left queued again, when its turn comes): guided self-scheduling for the end of a
+// job, so that executors finish together instead of one running a long chunk alone.
+constexpr auto kTailSplit = std::chrono::milliseconds(20);
 
-// One frame per task of a chunk, sliced at msgpack object boundaries.
-std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count) {
+// A chunk's arguments cut at msgpack object boundaries into `pieces` frames of
+// consecutive tasks, as even as can be; frame i holds counts[i] tasks.
+std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count,
+                                       std::uint32_t pieces, std::vector<std::uint32_t>& counts) {
+  const std::vector<std::size_t> sizes = detail::object_sizes(args.data(), args.size(), count);
   std::vector<zmq::message_t> out;
   const char* p = args.data<char>();
-  for (std::size_t n : detail::object_sizes(p, args.size(), count)) {
-    out.emplace_back(p, n);
-    p += n;
+  std::size_t task = 0;
+  for (std::uint32_t i = 0; i < pieces; ++i) {
+    const std::size_t end = std::size_t{count} * (i + 1) / pieces;
+    std::size_t bytes = 0;
+    for (std::size_t k = task; k < end; ++k) bytes += sizes[k];
+    out.emplace_back(p, bytes);
+    counts.push_back(static_cast<std::uint32_t>(end - task));
+    p += bytes;
+    task = end;
   }
   return out;
 }
@@ -199,6 +212,20 @@ void BrokerCore::dispatch(TimePoint now) {
         offer(*e);
         return;  // ready_ gave the least-loaded executor first: none is idle
       }
+      if (specs.empty() && !alone && queue_live_ == 1 && c.spec.count > 1 && executors_.size() > 1) {
+        auto cost = cost_.find(c.spec.fn);
+        if (cost != cost_.end() && cost->second * c.spec.count > kTailSplit) {
+          queue_.pop_front();
+          --queue_live_;
+          try {
+            split_to_front(it, 2);
+            continue;  // this executor takes the first half
+          } catch (const SerializationError&) {
+            queue_.push_front(cid);  // cannot be cut: it goes whole
+            ++queue_live_;
+          }
+        }
+      }
       queue_.pop_front();
       --queue_live_;
       c.executor = id;
@@ -332,30 +359,39 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std:
   if (split) c.suspect = true;
   if (split && c.spec.count > 1) {
     // One poisonous input must not take its neighbours down with it: retry one by one.
-    std::vector<zmq::message_t> parts;
     try {
-      parts = split_args(c.args, c.spec.count);
+      split_to_front(it, c.spec.count);
     } catch (const SerializationError& e) {
       fail(id, WireError{ErrorCode::serialization, "", std::string("cannot split chunk for retry: ") + e.what(),
                          c.spec.fn, ""});
-      return;
-    }
-    Chunk whole = std::move(c);
-    chunks_.erase(it);
-    for (std::uint32_t i = whole.spec.count; i-- > 0;) {
-      proto::ChunkSpec spec = whole.spec;
-      spec.seq += i;
-      spec.count = 1;
-      const std::uint64_t nid = next_chunk_++;
-      chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses,
-                                 true, {}});
-      queue_.push_front(nid);
-      ++queue_live_;
     }
     return;
   }
   queue_.push_front(id);
   ++queue_live_;
+}
+
+// Replaces a chunk that is not queued by `pieces` chunks of its consecutive tasks,
+// queued at the front in order. Throws SerializationError (the chunk unchanged) if its
+// arguments cannot be cut.
+void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
+                                std::uint32_t pieces) {
+  std::vector<std::uint32_t> counts;
+  std::vector<zmq::message_t> parts = split_args(it->second.args, it->second.spec.count, pieces, counts);
+  Chunk whole = std::move(it->second);
+  chunks_.erase(it);
+  std::uint64_t seq = whole.spec.seq + whole.spec.count;
+  for (std::uint32_t i = pieces; i-- > 0;) {  // pushed to the front: the last piece first
+    proto::ChunkSpec spec = whole.spec;
+    seq -= counts[i];
+    spec.seq = seq;
+    spec.count = counts[i];
+    const std::uint64_t nid = next_chunk_++;
+    chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses,
+                               whole.suspect, {}});
+    queue_.push_front(nid);
+    ++queue_live_;
+  }
 }
 
 // Fails every task of a chunk that is not queued (running or just taken off an executor).

@@ -242,6 +242,85 @@ TEST(BrokerDispatch, ABusyExecutorGetsASecondTaskOnlyBehindKnownShortWork) {
   EXPECT_EQ(only(h.take(), Cmd::task).size(), 1u) << "no prefetch behind known-short work";
 }
 
+// The end of a job: the last queued chunk, when it holds much work, goes out in halves
+// (and the half left is halved again when its turn comes), so that the executors finish
+// together instead of one running a long chunk alone while the others idle.
+TEST(BrokerDispatch, TheLastLongChunkGoesOutInHalvesSoExecutorsFinishTogether) {
+  Harness h;
+  h.ready(1, 100);
+  h.ready(1, 101);
+  h.submit_singles("c1", 0, 1);
+  auto first = only(h.take(), Cmd::task);
+  ASSERT_EQ(first.size(), 1u);
+  h.now += milliseconds(10);  // a task takes 10 ms
+  h.answer(first[0]);
+  (void)h.take();
+  h.submit("c1", {chunk(100, 16)}, {int_args(100, 16)});  // 160 ms of work, two idle executors
+  auto tasks = only(h.take(), Cmd::task);
+  ASSERT_EQ(tasks.size(), 2u) << "both executors get a share";
+  EXPECT_EQ(tasks[0].tasks.at(0).count, 8u);
+  EXPECT_EQ(tasks[1].tasks.at(0).count, 4u) << "the half left, halved again";
+  // Every piece carries exactly its own tasks' arguments, and the RESULTs cover the
+  // chunk's tasks once each.
+  std::map<std::uint64_t, std::vector<int>> args_of;  // chunk id -> the ints it carries
+  std::map<std::uint64_t, std::uint32_t> results;     // seq -> count
+  std::vector<Sent> pending = std::move(tasks);
+  while (!pending.empty()) {
+    Sent t = std::move(pending.back());
+    pending.pop_back();
+    ASSERT_EQ(t.tasks.size(), 1u);
+    mqpool::detail::Reader r(t.frames.at(0).data(), t.frames.at(0).size());
+    for (std::uint32_t k = 0; k < t.tasks[0].count; ++k) {
+      int v = 0;
+      ASSERT_TRUE(r.next_integer_tuple(v));
+      args_of[t.tasks[0].chunk].push_back(v);
+    }
+    EXPECT_TRUE(r.at_end()) << "a piece carries another piece's arguments";
+    h.answer(t);
+    for (Sent& s : h.take()) {
+      if (s.cmd == Cmd::task) pending.push_back(std::move(s));
+      if (s.cmd == Cmd::result)
+        for (const auto& spec : s.results) results[spec.seq] = spec.count;
+    }
+  }
+  std::uint64_t next = 100;
+  for (const auto& [seq, count] : results) {
+    EXPECT_EQ(seq, next) << "a gap or an overlap in the pieces";
+    next += count;
+  }
+  EXPECT_EQ(next, 116u);
+  std::multiset<int> all;
+  for (const auto& [id, ints] : args_of) all.insert(ints.begin(), ints.end());
+  std::multiset<int> want;
+  for (int v = 100; v < 116; ++v) want.insert(v);
+  EXPECT_EQ(all, want);
+}
+
+TEST(BrokerDispatch, ALongChunkGoesWholeToALoneExecutorAndUnknownWorkGoesWhole) {
+  {
+    Harness h;  // one executor: nobody to share with
+    h.ready(1, 100);
+    h.submit_singles("c1", 0, 1);
+    auto first = only(h.take(), Cmd::task);
+    h.now += milliseconds(10);
+    h.answer(first.at(0));
+    (void)h.take();
+    h.submit("c1", {chunk(100, 16)}, {int_args(100, 16)});
+    auto tasks = only(h.take(), Cmd::task);
+    ASSERT_EQ(tasks.size(), 1u);
+    EXPECT_EQ(tasks[0].tasks.at(0).count, 16u);
+  }
+  {
+    Harness h;  // two executors, but the task's cost is unknown
+    h.ready(1, 100);
+    h.ready(1, 101);
+    h.submit("c1", {chunk(100, 16)}, {int_args(100, 16)});
+    auto tasks = only(h.take(), Cmd::task);
+    ASSERT_EQ(tasks.size(), 1u);
+    EXPECT_EQ(tasks[0].tasks.at(0).count, 16u);
+  }
+}
+
 TEST(BrokerDispatch, ShallowQueuesAreNotBundled) {
   Harness h;
   for (std::uint32_t pid = 1; pid <= 4; ++pid) h.ready(1, pid, 4);
