@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <memory>
 
 namespace mqpool::detail {
 
@@ -19,18 +20,6 @@ bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true
 msgpack::unpack_limit limits_for(std::size_t remaining) {
   return msgpack::unpack_limit(remaining, remaining / 2, remaining, remaining, remaining,
                                kMaxDepth);
-}
-}  // namespace
-
-namespace {
-template <class T>
-T load_be(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  if constexpr (sizeof(T) == 2) v = static_cast<T>(__builtin_bswap16(static_cast<std::uint16_t>(v)));
-  if constexpr (sizeof(T) == 4) v = static_cast<T>(__builtin_bswap32(static_cast<std::uint32_t>(v)));
-  if constexpr (sizeof(T) == 8) v = static_cast<T>(__builtin_bswap64(static_cast<std::uint64_t>(v)));
-  return v;
 }
 
 void set_int(msgpack::object& o, std::int64_t v) {
@@ -179,11 +168,11 @@ std::vector<std::size_t> object_sizes(const void* data, std::size_t size, std::s
   return out;
 }
 
-const msgpack::object& unpack_exact_reused(const void* data, std::size_t size) {
-  thread_local msgpack::zone zone;
-  thread_local msgpack::object obj;
-  zone.clear();  // keeps its first chunk
+namespace {
+// Exactly one object spanning the buffer, into `zone`.
+msgpack::object unpack_whole(msgpack::zone& zone, const void* data, std::size_t size) {
   std::size_t off = 0;
+  msgpack::object obj;
   try {
     bool referenced = false;
     obj = msgpack::unpack(zone, static_cast<const char*>(data), size, off, referenced, reference_all,
@@ -195,19 +184,20 @@ const msgpack::object& unpack_exact_reused(const void* data, std::size_t size) {
     throw SerializationError(std::to_string(size - off) + " unexpected trailing bytes");
   return obj;
 }
+}  // namespace
+
+const msgpack::object& unpack_exact_reused(const void* data, std::size_t size) {
+  thread_local msgpack::zone zone;
+  thread_local msgpack::object obj;
+  zone.clear();  // keeps its first chunk
+  obj = unpack_whole(zone, data, size);
+  return obj;
+}
 
 msgpack::object_handle unpack_exact(const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  std::size_t off = 0;
-  msgpack::object_handle h;
-  try {
-    h = msgpack::unpack(p, size, off, reference_all, nullptr, limits_for(size));
-  } catch (const std::exception& e) {
-    throw SerializationError(std::string("malformed msgpack: ") + e.what());
-  }
-  if (off != size)
-    throw SerializationError(std::to_string(size - off) + " unexpected trailing bytes");
-  return h;
+  auto zone = std::make_unique<msgpack::zone>();
+  const msgpack::object obj = unpack_whole(*zone, data, size);
+  return msgpack::object_handle(obj, std::move(zone));
 }
 
 }  // namespace mqpool::detail

@@ -107,7 +107,6 @@ struct Message {
   std::vector<zmq::message_t> frames;
 };
 
-
 // Moves a buffer's bytes into a frame without copying (small ones are copied into
 // ZeroMQ's inline storage).
 zmq::message_t to_frame(detail::Buffer&& buf);

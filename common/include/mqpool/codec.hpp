@@ -105,6 +105,14 @@ constexpr U swap_bytes(U u) noexcept {
   else return __builtin_bswap64(u);
 }
 
+// The big-endian T stored at p.
+template <class T>
+T load_be(const char* p) noexcept {
+  std::make_unsigned_t<T> u;
+  std::memcpy(&u, p, sizeof u);
+  return static_cast<T>(swap_bytes(u));
+}
+
 // Appends v in msgpack's shortest integer form, as msgpack's packer writes it.
 template <plain_integer T>
 void pack_integer(Buffer& b, T v) {
@@ -190,9 +198,7 @@ class Reader {
     const char* p = data_ + at + 1;
     auto load = [&]<class W>(W) -> std::size_t {
       if (size_ - at - 1 < sizeof(W)) return 0;
-      std::make_unsigned_t<W> u;
-      std::memcpy(&u, p, sizeof u);
-      const W w = static_cast<W>(swap_bytes(u));
+      const W w = load_be<W>(p);
       if (!std::in_range<T>(w)) return 0;
       v = static_cast<T>(w);
       return 1 + sizeof(W);
