@@ -93,18 +93,21 @@ bool Loop::take_local(bool loop_thread) {
   return ok;
 }
 
-void Loop::flush(bool deliver_local) {
+void Loop::deliver_local(proto::Message& m) {
+  try {
+    local_->deliver(m);
+  } catch (const std::exception& e) {
+    detail::log().warn("client: dropped a malformed result: {}", e.what());
+  }
+}
+
+void Loop::flush(bool deliver_local_now) {
   for (Outgoing& o : core_.take_outbox()) {
     if (o.side == Side::client && o.msg.peer == kLocalPeer && local_ != nullptr) {
-      if (!deliver_local) {
+      if (deliver_local_now)
+        deliver_local(o.msg);
+      else
         held_.push_back(std::move(o.msg));
-        continue;
-      }
-      try {
-        local_->deliver(o.msg);
-      } catch (const std::exception& e) {
-        detail::log().warn("client: dropped a malformed result: {}", e.what());
-      }
       continue;
     }
     if (o.side == Side::client && !frontend_) continue;
@@ -126,13 +129,7 @@ bool Loop::any_readable() {
 // every message the sockets hold, expired deadlines; sends what comes of it. Goes on
 // until no socket is readable, so that the thread may then sleep in poll.
 bool Loop::serve(bool local_ready) {
-  for (proto::Message& m : held_) {
-    try {
-      local_->deliver(m);
-    } catch (const std::exception& e) {
-      detail::log().warn("client: dropped a malformed result: {}", e.what());
-    }
-  }
+  for (proto::Message& m : held_) deliver_local(m);
   held_.clear();
   if (local_ready && !take_local(true)) return false;
   do {

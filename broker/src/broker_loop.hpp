@@ -37,7 +37,8 @@ class Loop {
   bool serve(bool local_ready);
   void drain(zmq::socket_t& s, bool from_client);
   bool take_local(bool loop_thread);
-  void flush(bool deliver_local);
+  void deliver_local(proto::Message& m);
+  void flush(bool deliver_local_now);
   bool any_readable();
 
   std::optional<zmq::socket_t> frontend_;
