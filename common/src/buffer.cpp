@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -41,7 +42,32 @@ char* allocate(std::size_t& capacity) {
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
+
+// Own memory of `capacity` bytes from allocate().
+void free_own(void* data, std::size_t capacity) noexcept {
+  if (data == nullptr) return;
+  if (capacity >= Buffer::kHugeFrom)
+    munmap(data, capacity);
+  else
+    std::free(data);
+}
 }  // namespace
+
+// The head of a block's mapping; the buffers carved from it follow.
+struct Block {
+  std::atomic<std::size_t> refs{1};  // the arena's, and one per buffer
+  std::size_t used = kBlockHead;     // bytes carved so far, from the mapping's start
+  static constexpr std::size_t kBlockHead = 64;
+
+  static Block* make() { return new (map_huge(kHugePage)) Block; }
+  char* base() noexcept { return reinterpret_cast<char*>(this); }
+  static void unref(Block* b) noexcept {
+    if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      b->~Block();
+      munmap(b, kHugePage);
+    }
+  }
+};
 
 Buffer::Buffer(std::size_t capacity) : capacity_(capacity) { data_ = allocate(capacity_); }
 
@@ -49,17 +75,57 @@ void Buffer::grow(std::size_t need) {
   std::size_t capacity = std::max(need, 2 * capacity_);
   char* p = allocate(capacity);
   if (size_ > 0) std::memcpy(p, data_, size_);
-  free(data_, capacity_);
+  drop();
   data_ = p;
   capacity_ = capacity;
 }
 
-void Buffer::free(void* data, std::size_t capacity) noexcept {
-  if (data == nullptr) return;
-  if (capacity >= kHugeFrom)
-    munmap(data, capacity);
+void Buffer::drop() noexcept {
+  if (block_ != nullptr)
+    Block::unref(std::exchange(block_, nullptr));
   else
-    std::free(data);
+    free_own(data_, capacity_);
+}
+
+Buffer::Released Buffer::release() noexcept {
+  Released r{data_, size_, nullptr, nullptr};
+  if (block_ != nullptr) {
+    r.free = [](void*, void* block) noexcept { Block::unref(static_cast<Block*>(block)); };
+    r.hint = block_;
+  } else {
+    r.free = [](void* p, void* cap) noexcept { free_own(p, reinterpret_cast<std::size_t>(cap)); };
+    r.hint = reinterpret_cast<void*>(capacity_);
+  }
+  data_ = nullptr;
+  block_ = nullptr;
+  size_ = capacity_ = 0;
+  return r;
+}
+
+BufferArena::~BufferArena() {
+  if (block_ != nullptr) Block::unref(block_);
+}
+
+Buffer BufferArena::take(std::size_t capacity) {
+  capacity = round_up(std::max<std::size_t>(capacity, 64), 16);
+  if (taken_++ == 0 || capacity > kHugePage / 8) return Buffer(capacity);
+  if (block_ == nullptr || kHugePage - block_->used < capacity) {
+    Block* fresh = Block::make();
+    if (block_ != nullptr) Block::unref(block_);
+    block_ = fresh;
+  }
+  char* p = block_->base() + block_->used;
+  block_->used += capacity;
+  block_->refs.fetch_add(1, std::memory_order_relaxed);
+  return Buffer(p, capacity, block_);
+}
+
+void BufferArena::trim(Buffer& b) noexcept {
+  if (b.block_ == nullptr || b.block_ != block_) return;
+  const std::size_t end = static_cast<std::size_t>(b.data_ - block_->base());
+  if (end + b.capacity_ != block_->used) return;
+  b.capacity_ = round_up(b.size_, 16);
+  block_->used = end + b.capacity_;
 }
 
 void prefer_huge_pages(void* p, std::size_t bytes) noexcept {

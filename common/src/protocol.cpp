@@ -49,10 +49,8 @@ zmq::message_t to_frame(detail::Buffer&& buf) {
   // Small frames are copied into ZeroMQ's inline storage: cheaper than the refcount block
   // that a zero-copy frame needs.
   if (size <= 64) return zmq::message_t(buf.data(), size);
-  const auto r = buf.release();  // ZeroMQ frees it once sent; the hint carries the capacity
-  return zmq::message_t(
-      r.data, r.size, [](void* p, void* cap) { detail::Buffer::free(p, reinterpret_cast<std::size_t>(cap)); },
-      reinterpret_cast<void*>(r.capacity));
+  const auto r = buf.release();  // ZeroMQ frees it once sent
+  return zmq::message_t(r.data, r.size, r.free, r.hint);
 }
 
 namespace {

@@ -173,4 +173,43 @@ TEST(CodecFastPath, NextIntegerConsumesNothingItCannotTake) {
   EXPECT_THROW(r3.next(), SerializationError);
 }
 
+TEST(CodecFastPath, NextIntegersReadsARunAndStopsBeforeWhatItCannotTake) {
+  std::string bytes;
+  for (const std::int64_t v : kIntegerEdges) bytes += pack_one(v);
+  const std::size_t n = std::size(kIntegerEdges);
+  const std::string run = bytes;
+  bytes += pack_one(2.5);
+  std::vector<std::int64_t> out(n + 5, 42);
+  Reader reader(bytes.data(), bytes.size());
+  ASSERT_EQ(reader.next_integers(out.data(), out.size()), n);
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(out[i], kIntegerEdges[i]) << i;
+  EXPECT_EQ(out[n], 42) << "nothing written past the run";
+  EXPECT_EQ(reader.offset(), run.size());
+  EXPECT_EQ(convert<double>(reader.next()), 2.5);
+
+  // Every width at the very end of the buffer (fewer than 8 bytes after the tag), and
+  // cut anywhere: the whole integers before the cut are read, the cut one is not.
+  for (const std::int64_t v : kIntegerEdges) {
+    const std::string two = pack_one(std::int64_t{7}) + pack_one(v);
+    for (std::size_t cut = 1; cut <= two.size(); ++cut) {
+      Reader r(two.data(), cut);
+      std::int64_t got[2] = {0, 0};
+      const std::size_t k = r.next_integers(got, 2);
+      EXPECT_EQ(k, cut == two.size() ? 2u : 1u) << v << " cut " << cut;
+      EXPECT_EQ(got[0], 7);
+      if (k == 2) {
+        EXPECT_EQ(got[1], v);
+      }
+      EXPECT_EQ(r.offset(), k == 2 ? two.size() : 1u);
+    }
+  }
+
+  // Too wide for the type: stops there.
+  const std::string wide = pack_one(1) + pack_one(70000) + pack_one(2);
+  Reader r(wide.data(), wide.size());
+  std::int16_t small[3] = {};
+  EXPECT_EQ(r.next_integers(small, 3), 1u);
+  EXPECT_EQ(convert<int>(r.next()), 70000);
+}
+
 }  // namespace

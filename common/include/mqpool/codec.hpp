@@ -113,45 +113,80 @@ T load_be(const char* p) noexcept {
   return static_cast<T>(swap_bytes(u));
 }
 
-// Appends v in msgpack's shortest integer form, as msgpack's packer writes it.
+// Writes v at p in msgpack's shortest integer form, as msgpack's packer writes it, and
+// returns its length; p must have room for 9 bytes. The widths are 1, 2, 4 or 8 bytes
+// after the tag: the value is stored as the top bytes of one big-endian 8-byte word, so
+// there is no branch per width. Touches nothing but p: callers keep their state in
+// registers (a store through char* could otherwise alias any of it).
 template <plain_integer T>
-void pack_integer(Buffer& b, T v) {
-  char* p = b.tail(9);
-  auto put = [&](unsigned char tag, auto x) {
-    const auto be = swap_bytes(static_cast<std::make_unsigned_t<decltype(x)>>(x));
-    p[0] = static_cast<char>(tag);
-    std::memcpy(p + 1, &be, sizeof be);
-    b.commit(1 + sizeof be);
-  };
+std::size_t encode_integer(char* p, T v) noexcept {
+  unsigned lg;  // log2 of the width
+  std::uint64_t bits;
   if (v >= 0) {
     const auto u = static_cast<std::uint64_t>(v);
     if (u <= 0x7f) {
       p[0] = static_cast<char>(u);
-      b.commit(1);
-    } else if (u <= 0xff) {
-      put(0xcc, static_cast<std::uint8_t>(u));
-    } else if (u <= 0xffff) {
-      put(0xcd, static_cast<std::uint16_t>(u));
-    } else if (u <= 0xffffffff) {
-      put(0xce, static_cast<std::uint32_t>(u));
-    } else {
-      put(0xcf, u);
+      return 1;
     }
+    lg = u <= 0xff ? 0 : u <= 0xffff ? 1 : u <= 0xffffffff ? 2 : 3;
+    p[0] = static_cast<char>(0xcc + lg);
+    bits = u;
   } else {
     const auto s = static_cast<std::int64_t>(v);
     if (s >= -32) {
       p[0] = static_cast<char>(s);
-      b.commit(1);
-    } else if (s >= INT8_MIN) {
-      put(0xd0, static_cast<std::int8_t>(s));
-    } else if (s >= INT16_MIN) {
-      put(0xd1, static_cast<std::int16_t>(s));
-    } else if (s >= INT32_MIN) {
-      put(0xd2, static_cast<std::int32_t>(s));
-    } else {
-      put(0xd3, s);
+      return 1;
     }
+    lg = s >= INT8_MIN ? 0 : s >= INT16_MIN ? 1 : s >= INT32_MIN ? 2 : 3;
+    p[0] = static_cast<char>(0xd0 + lg);
+    bits = static_cast<std::uint64_t>(s);  // two's complement: its low bytes are the value
   }
+  const unsigned width = 1u << lg;
+  const std::uint64_t be = swap_bytes(bits << (64 - 8 * width));
+  std::memcpy(p + 1, &be, sizeof be);
+  return 1 + width;
+}
+
+template <plain_integer T>
+void pack_integer(Buffer& b, T v) {
+  b.commit(encode_integer(b.tail(9), v));
+}
+
+// Reads the msgpack integer at p (of `left` bytes) if it fits T: its length, else 0.
+template <plain_integer T>
+std::size_t decode_integer(const char* p, std::size_t left, T& v) noexcept {
+  if (left == 0) return 0;
+  const auto c = static_cast<unsigned char>(p[0]);
+  if (c <= 0x7f || c >= 0xe0) {  // positive and negative fixint
+    const auto x = c <= 0x7f ? std::int64_t{c} : std::int64_t{static_cast<std::int8_t>(c)};
+    if (!std::in_range<T>(x)) return 0;
+    v = static_cast<T>(x);
+    return 1;
+  }
+  // 0xcc..0xcf: unsigned of 1, 2, 4, 8 bytes; 0xd0..0xd3: signed of the same widths.
+  const unsigned k = c - 0xccu;
+  if (k > 7) return 0;
+  const unsigned width = 1u << (k & 3);
+  if (left - 1 < width) return 0;
+  std::uint64_t top;  // the value's bytes at the top of a big-endian word
+  if (left - 1 >= 8) {
+    top = load_be<std::uint64_t>(p + 1);
+  } else {
+    top = 0;
+    for (unsigned i = 0; i < width; ++i) top = top << 8 | static_cast<unsigned char>(p[1 + i]);
+    top <<= 64 - 8 * width;  // width < 8 here
+  }
+  const unsigned shift = 64 - 8 * width;
+  if (k < 4) {
+    const std::uint64_t u = top >> shift;
+    if (!std::in_range<T>(u)) return 0;
+    v = static_cast<T>(u);
+  } else {
+    const std::int64_t s = static_cast<std::int64_t>(top) >> shift;
+    if (!std::in_range<T>(s)) return 0;
+    v = static_cast<T>(s);
+  }
+  return 1 + width;
 }
 
 // Decodes a stream of msgpack objects from one buffer, one object at a time, with
@@ -176,6 +211,22 @@ class Reader {
     offset_ += n;
     return n != 0;
   }
+  // Up to n consecutive integers into out[0..n): how many were read (it stops before
+  // anything that is not an integer fitting T).
+  template <plain_integer T>
+  std::size_t next_integers(T* out, std::size_t n) noexcept {
+    const char* const data = data_;  // locals: the stores to out cannot alias them
+    const std::size_t size = size_;
+    std::size_t at = offset_;
+    std::size_t i = 0;
+    for (; i < n; ++i) {
+      const std::size_t len = decode_integer(data + at, size - at, out[i]);
+      if (len == 0) break;
+      at += len;
+    }
+    offset_ = at;
+    return i;
+  }
   template <plain_integer T>
   bool next_integer_tuple(T& v) noexcept {
     if (offset_ >= size_ || static_cast<unsigned char>(data_[offset_]) != 0x91) return false;
@@ -190,36 +241,9 @@ class Reader {
   std::size_t offset() const noexcept { return offset_; }
 
  private:
-  // The byte length of the integer at `at` if it fits T (stored in v), else 0.
   template <plain_integer T>
   std::size_t integer_at(std::size_t at, T& v) const noexcept {
-    if (at >= size_) return 0;
-    const auto c = static_cast<unsigned char>(data_[at]);
-    const char* p = data_ + at + 1;
-    auto load = [&]<class W>(W) -> std::size_t {
-      if (size_ - at - 1 < sizeof(W)) return 0;
-      const W w = load_be<W>(p);
-      if (!std::in_range<T>(w)) return 0;
-      v = static_cast<T>(w);
-      return 1 + sizeof(W);
-    };
-    if (c <= 0x7f || c >= 0xe0) {  // positive and negative fixint
-      const auto x = c <= 0x7f ? std::int64_t{c} : std::int64_t{static_cast<std::int8_t>(c)};
-      if (!std::in_range<T>(x)) return 0;
-      v = static_cast<T>(x);
-      return 1;
-    }
-    switch (c) {
-      case 0xcc: return load(std::uint8_t{});
-      case 0xcd: return load(std::uint16_t{});
-      case 0xce: return load(std::uint32_t{});
-      case 0xcf: return load(std::uint64_t{});
-      case 0xd0: return load(std::int8_t{});
-      case 0xd1: return load(std::int16_t{});
-      case 0xd2: return load(std::int32_t{});
-      case 0xd3: return load(std::int64_t{});
-      default: return 0;
-    }
+    return at < size_ ? decode_integer(data_ + at, size_ - at, v) : 0;
   }
   bool next_scalar(msgpack::object& o);
   bool next_small(msgpack::object& o);

@@ -50,19 +50,19 @@ class ChunkWriter {
       // Sized for the whole chunk up front (a few bytes per small task, up to the byte
       // cap), so a large chunk is not copied again and again as its buffer doubles.
       const std::size_t guess = std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
-      chunks_.push_back(EncodedChunk{next_, 0, Buffer(guess)});
+      chunks_.push_back(EncodedChunk{next_, 0, arena_.take(guess)});
       open_ = true;
     }
     EncodedChunk& c = chunks_.back();
     if constexpr (is_integer_tuple1<Tuple>()) {
-      c.args.tail(1)[0] = static_cast<char>(0x91);  // a one-element array: the argument tuple
-      c.args.commit(1);
-      pack_integer(c.args, std::get<0>(args));
+      char* p = c.args.tail(10);
+      p[0] = static_cast<char>(0x91);  // a one-element array: the argument tuple
+      c.args.commit(1 + encode_integer(p + 1, std::get<0>(args)));
     } else {
       Packer(c.args).pack(args);
     }
     ++next_;
-    if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) open_ = false;
+    if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
   }
   // Index of the next task.
   std::uint64_t next() const { return next_; }
@@ -79,16 +79,22 @@ class ChunkWriter {
   }
   // The chunks so far, the last one closed.
   std::vector<EncodedChunk> take() {
-    open_ = false;
+    if (open_) close();
     return std::exchange(chunks_, {});
   }
 
  private:
+  void close() noexcept {
+    arena_.trim(chunks_.back().args);
+    open_ = false;
+  }
+
   std::uint32_t chunksize_;
   std::size_t cap_;
   std::uint64_t next_;
   bool open_ = false;
   std::vector<EncodedChunk> chunks_;
+  BufferArena arena_;
 };
 
 class PoolCore;  // client/src/pool_core.hpp
