@@ -1,6 +1,11 @@
 // Pool construction, close, terminate, join, the destructor, and worker processes.
 #include <mqpool/mqpool.hpp>
+#include <sched.h>
+
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "helpers.hpp"
@@ -214,6 +219,34 @@ TEST(Pool, SeveralPoolsInOneProcess) {
   auto rb = b.apply_async(square, std::int64_t{4});
   EXPECT_EQ(ra.get(kLong), 9);
   EXPECT_EQ(rb.get(kLong), 16);
+}
+
+// The scheduling policy (field 41 of /proc/<pid>/task/<tid>/stat) of each thread of a
+// process, by thread name.
+std::multiset<std::pair<std::string, int>> thread_policies(std::int64_t pid) {
+  std::multiset<std::pair<std::string, int>> out;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream in(t.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const auto open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));  // fields from 3 (state) on
+    std::string field;
+    for (int i = 3; i <= 41 && rest >> field; ++i) {
+    }
+    out.insert({stat.substr(open + 1, close - open - 1), std::stoi(field)});
+  }
+  return out;
+}
+
+// The executor's ZeroMQ I/O thread is SCHED_BATCH, so that waking it to send a result
+// does not preempt the next task on the process's main thread; the main thread, which
+// runs the user's tasks, keeps the normal policy.
+TEST(Pool, AnExecutorsIoThreadDoesNotPreemptItsTasks) {
+  mqpool::Pool pool(1);
+  const std::int64_t pid = bounded(kLong, "apply", [&] { return pool.apply(worker_pid, 0); });
+  EXPECT_EQ(thread_policies(pid).count({"ZMQbg/IO/0", SCHED_BATCH}), 1u) << "the I/O thread";
+  EXPECT_EQ(sched_getscheduler(static_cast<pid_t>(pid)), SCHED_OTHER) << "the tasks' thread";
 }
 
 }  // namespace
