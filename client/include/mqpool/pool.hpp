@@ -211,19 +211,24 @@ class Pool {
     };
     const std::size_t cap = opts.chunksize == 0 ? detail::kAutoChunkBytes : 0;
     if constexpr (std::ranges::sized_range<In>) {
-      // The size is known: each chunk is sent as soon as it is encoded, so the workers
-      // start while the rest of the input is still being encoded.
+      // The size is known: chunks are sent as they are encoded, so the workers start
+      // while the rest of the input is still being encoded; at least one per worker at a
+      // time, so that one submission starts every idle worker (a submitter that loses its
+      // CPU to the first worker's task must not leave the others waiting for it: with one
+      // chunk per submission, 200 tasks of 10 ms lost 4-10 ms that way).
       const std::size_t n = std::ranges::size(inputs);
       auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), n);
       if (n == 0) {
         job->finish_empty();
         return state;
       }
-      const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, detail::workers(*core_));
+      const int workers = detail::workers(*core_);
+      const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, workers);
       detail::ChunkWriter w(cs, cap);
       for (auto&& x : inputs) {
         add(w, x);
-        if (w.closed() > 0) detail::submit(*core_, id, job, name, w.take_closed(), false);
+        if (w.closed() >= static_cast<std::size_t>(workers))
+          detail::submit(*core_, id, job, name, w.take_closed(), false);
       }
       if (w.next() != n)
         throw std::logic_error("map: the input range yielded " + std::to_string(w.next()) +
