@@ -19,25 +19,33 @@ constexpr auto kPrefetchHorizon = std::chrono::milliseconds(50);
 // job, so that executors finish together instead of one running a long chunk alone.
 constexpr auto kTailSplit = std::chrono::milliseconds(20);
 
-// A chunk's arguments cut at msgpack object boundaries into `pieces` frames of
-// consecutive tasks, as even as can be; frame i holds counts[i] tasks.
+// A chunk's arguments cut at msgpack object boundaries into frames of counts[i]
+// consecutive tasks each (the counts add up to the chunk's).
 std::vector<zmq::message_t> split_args(const zmq::message_t& args, std::uint32_t count,
-                                       std::uint32_t pieces, std::vector<std::uint32_t>& counts) {
+                                       const std::vector<std::uint32_t>& counts) {
   const std::vector<std::size_t> sizes = detail::object_sizes(args.data(), args.size(), count);
   std::vector<zmq::message_t> out;
   const char* p = args.data<char>();
   std::size_t task = 0;
-  for (std::uint32_t i = 0; i < pieces; ++i) {
-    const std::size_t end = std::size_t{count} * (i + 1) / pieces;
+  for (const std::uint32_t n : counts) {
     std::size_t bytes = 0;
-    for (std::size_t k = task; k < end; ++k) bytes += sizes[k];
+    for (std::size_t k = task; k < task + n; ++k) bytes += sizes[k];
     out.emplace_back(p, bytes);
-    counts.push_back(static_cast<std::uint32_t>(end - task));
     p += bytes;
-    task = end;
+    task += n;
   }
   return out;
 }
+
+// `count` tasks in `pieces` runs, as even as can be.
+std::vector<std::uint32_t> even(std::uint32_t count, std::uint32_t pieces) {
+  std::vector<std::uint32_t> counts;
+  for (std::uint32_t i = 0; i < pieces; ++i)
+    counts.push_back(static_cast<std::uint32_t>(std::uint64_t{count} * (i + 1) / pieces -
+                                                std::uint64_t{count} * i / pieces));
+  return counts;
+}
+
 }  // namespace
 
 void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
@@ -212,13 +220,33 @@ void BrokerCore::dispatch(TimePoint now) {
         offer(*e);
         return;  // ready_ gave the least-loaded executor first: none is idle
       }
+      if (c.spec.coalesced && c.spec.count > 1) {
+        // A batch of single calls goes out in pieces of about kBundleWork of measured
+        // work, one call at a time while the cost is unknown: as if each were its own
+        // chunk, so that expensive calls still spread over the executors.
+        std::uint32_t piece = 1;
+        if (auto cost = cost_.find(c.spec.fn); cost != cost_.end())
+          piece = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+              kBundleWork / std::max(cost->second, Clock::duration(1)), 1, c.spec.count));
+        if (piece < c.spec.count) {
+          queue_.pop_front();
+          --queue_live_;
+          try {
+            split_to_front(it, {piece, c.spec.count - piece});
+            continue;  // the first piece is at the front now
+          } catch (const SerializationError&) {
+            queue_.push_front(cid);  // cannot be cut: it goes whole
+            ++queue_live_;
+          }
+        }
+      }
       if (specs.empty() && !alone && queue_live_ == 1 && c.spec.count > 1 && executors_.size() > 1) {
         auto cost = cost_.find(c.spec.fn);
         if (cost != cost_.end() && cost->second * c.spec.count > kTailSplit) {
           queue_.pop_front();
           --queue_live_;
           try {
-            split_to_front(it, 2);
+            split_to_front(it, even(c.spec.count, 2));
             continue;  // this executor takes the first half
           } catch (const SerializationError&) {
             queue_.push_front(cid);  // cannot be cut: it goes whole
@@ -323,7 +351,8 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 // counts against the retries of the tasks of the TASK it was running (API.md: the task's
 // worker process died), when that TASK held one chunk. With several chunks on board the
 // culprit is unknown (an executor reports a TASK only when all of it is done), so that
-// death counts against none of them. Either way the chunks that had started are split
+// death counts against none of them; nor does it when the one chunk is a batch of single
+// calls (ChunkSpec::coalesced), whose tasks belong to as many callers. Either way the chunks that had started are split
 // into single tasks that travel alone: a poisonous input cannot take its neighbours down
 // again, and its next death names it. A prefetched TASK had not started: it goes back
 // untouched.
@@ -336,9 +365,12 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
   const bool crashed = its_fault && !ex.doomed;
   const std::vector<std::uint64_t> none;
   const auto& running = ex.sent.empty() ? none : ex.sent.front().chunks;
-  const bool known_culprit = running.size() == 1;
   for (std::uint64_t cid : ex.chunks) {
     const bool ran = std::find(running.begin(), running.end(), cid) != running.end();
+    auto c = chunks_.find(cid);
+    // A batch of single calls has no culprit either: each is its own caller's task.
+    const bool known_culprit = running.size() == 1 && c != chunks_.end() &&
+                               !(c->second.spec.coalesced && c->second.spec.count > 1);
     requeue(cid, crashed && ran && known_culprit, crashed && ran, reason + " on " + ex.name);
   }
 }
@@ -360,7 +392,7 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std:
   if (split && c.spec.count > 1) {
     // One poisonous input must not take its neighbours down with it: retry one by one.
     try {
-      split_to_front(it, c.spec.count);
+      split_to_front(it, even(c.spec.count, c.spec.count));
     } catch (const SerializationError& e) {
       fail(id, WireError{ErrorCode::serialization, "", std::string("cannot split chunk for retry: ") + e.what(),
                          c.spec.fn, ""});
@@ -371,17 +403,16 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std:
   ++queue_live_;
 }
 
-// Replaces a chunk that is not queued by `pieces` chunks of its consecutive tasks,
+// Replaces a chunk that is not queued by chunks of counts[i] of its consecutive tasks,
 // queued at the front in order. Throws SerializationError (the chunk unchanged) if its
 // arguments cannot be cut.
 void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                                std::uint32_t pieces) {
-  std::vector<std::uint32_t> counts;
-  std::vector<zmq::message_t> parts = split_args(it->second.args, it->second.spec.count, pieces, counts);
+                                const std::vector<std::uint32_t>& counts) {
+  std::vector<zmq::message_t> parts = split_args(it->second.args, it->second.spec.count, counts);
   Chunk whole = std::move(it->second);
   chunks_.erase(it);
   std::uint64_t seq = whole.spec.seq + whole.spec.count;
-  for (std::uint32_t i = pieces; i-- > 0;) {  // pushed to the front: the last piece first
+  for (std::size_t i = counts.size(); i-- > 0;) {  // pushed to the front: the last piece first
     proto::ChunkSpec spec = whole.spec;
     seq -= counts[i];
     spec.seq = seq;

@@ -107,7 +107,8 @@ class BrokerCore {
   Executor* pop_ready();
   void unlink(Executor& e);
   void requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason);
-  void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it, std::uint32_t pieces);
+  void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
+                      const std::vector<std::uint32_t>& counts);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);

@@ -172,6 +172,10 @@ bool Loop::serve_local_now() {
   if (local_ == nullptr || t_loop == this) return false;
   std::unique_lock lock(mu_, std::try_to_lock);
   if (!lock) return false;  // the loop's thread is at work and will see the wake-up
+  // Only a pool with nothing in flight is served here (a lone call: no hand-off). With
+  // work under way the loop's thread takes submissions when it next wakes, and calls
+  // that arrive meanwhile wait together, so the session can send them as one batch.
+  if (core_.queued() > 0 || core_.running() > 0) return false;
   try {
     if (!take_local(false)) return false;
     flush(false);

@@ -27,10 +27,11 @@ class Loop {
   // true (checked whenever poll returns, including on EINTR). Call from one thread.
   void run(const std::atomic<bool>* stop = nullptr);
   // For the local client's submitting thread, after it queued work: if the loop is
-  // between wake-ups, dispatches that work on the caller's thread and returns true;
-  // otherwise (busy, or the loop must look at something itself) returns false and the
-  // caller wakes the loop. This spares each submission a thread hand-off. Results are
-  // never delivered here: callbacks run on the loop's thread only.
+  // between wake-ups and nothing is in flight, dispatches that work on the caller's
+  // thread and returns true; otherwise (busy, work under way, or the loop must look at
+  // something itself) returns false and the caller wakes the loop. This spares a lone
+  // call a thread hand-off, and leaves a burst of calls to wait together for one take.
+  // Results are never delivered here: callbacks run on the loop's thread only.
   bool serve_local_now();
 
  private:

@@ -12,7 +12,51 @@ constexpr std::size_t kChunksPerSubmit = 4096;  // one SUBMIT message carries at
 constexpr int kDrainBatch = 256;
 
 std::uint64_t seq_of(std::uint64_t job_id, std::uint64_t index) { return job_id << 32 | index; }
+
+// Single tasks waiting together (apply_async in a loop) travel as one chunk, marked
+// `coalesced`: one record, one frame and one outcome frame per batch in the broker and
+// the executor instead of per task (apply_async_tiny: +39 %, interleaved A/B). The broker
+// hands such a chunk out in pieces sized to the measured cost, so expensive calls still
+// spread over the executors. The batch's job hands each outcome to its caller's job.
+constexpr std::size_t kMaxCoalesced = 64;
+// Batch job ids have the top bit of a job id's 32 set; the pool's own job ids stay below.
+constexpr std::uint64_t kBatchIds = std::uint64_t{1} << 31;
+
+class FanOutJob final : public Job {
+ public:
+  explicit FanOutJob(std::vector<std::shared_ptr<Job>> members) : members_(std::move(members)) {}
+  std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
+                        const ErrorList& errors) override {
+    std::uint32_t fresh = 0;
+    std::size_t e = 0;
+    for (std::uint32_t k = 0; k < count; ++k) {
+      ErrorList mine;
+      while (e < errors.size() && errors[e].first < k) ++e;
+      if (e < errors.size() && errors[e].first == k) mine.emplace_back(0, errors[e].second);
+      const std::uint64_t i = first + k;
+      if (i >= members_.size()) {  // a broker's mistake: skip its value
+        (void)values.next();
+        continue;
+      }
+      fresh += members_[i]->deliver(0, 1, values, mine);
+    }
+    return fresh;
+  }
+  void fail(const WireError& e) override {
+    for (auto& m : members_) m->fail(e);
+  }
+
+ private:
+  std::vector<std::shared_ptr<Job>> members_;
+};
+
 }  // namespace
+
+// A timed task is timed on its own, so it never joins a batch.
+bool Session::single(const Op& op) {
+  return op.kind == Op::submit && op.last && op.timeout_ms == 0 && op.chunks.size() == 1 &&
+         op.chunks[0].count == 1 && op.chunks[0].first == 0;
+}
 
 std::exception_ptr to_exception(const WireError& e) {
   try {
@@ -22,7 +66,8 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(std::uint32_t max_retries) : max_retries_(max_retries) {
+Session::Session(std::uint32_t max_retries, bool coalesce)
+    : max_retries_(max_retries), coalesce_(coalesce) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -124,7 +169,34 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
     start();
   };
   start();
-  for (Op& op : ops_taken_) {
+  for (std::size_t o = 0; o < ops_taken_.size(); ++o) {
+    Op& op = ops_taken_[o];
+    if (coalesce_ && single(op)) {
+      std::size_t end = o + 1;
+      while (end < ops_taken_.size() && end - o < kMaxCoalesced && single(ops_taken_[end]) &&
+             ops_taken_[end].fn == op.fn)
+        ++end;
+      if (end - o > 1) {
+        std::vector<std::shared_ptr<Job>> members;
+        Buffer args(64 * (end - o));
+        for (std::size_t k = o; k < end; ++k) {
+          members.push_back(std::move(ops_taken_[k].job));
+          const Buffer& b = ops_taken_[k].chunks[0].args;
+          args.write(b.data(), b.size());
+        }
+        const std::uint64_t batch_id = kBatchIds | (next_batch_++ % kBatchIds);
+        JobRec& rec = jobs_[batch_id];
+        rec.job = std::make_shared<FanOutJob>(std::move(members));
+        rec.outstanding = end - o;
+        rec.last = true;
+        specs.push_back({seq_of(batch_id, 0), static_cast<std::uint32_t>(end - o), op.fn, 0,
+                         max_retries_, true});
+        msg.frames.push_back(proto::to_frame(std::move(args)));
+        if (specs.size() == kChunksPerSubmit) flush();
+        o = end - 1;  // the loop's ++o moves past the batch
+        continue;
+      }
+    }
     if (op.kind == Op::fail_all) {
       flush();
       for (auto& [id, rec] : jobs_) rec.job->fail(*op.error);

@@ -24,7 +24,9 @@ namespace mqpool::detail {
 
 class Session final : public broker::LocalClient {
  public:
-  explicit Session(std::uint32_t max_retries);
+  // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
+  // executors count chunks for maxtasksperchild: each call must count).
+  Session(std::uint32_t max_retries, bool coalesce);
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -66,13 +68,17 @@ class Session final : public broker::LocalClient {
     bool last = false;
   };
 
+  // A whole job of one task without a time limit: it may travel in a coalesced batch.
+  static bool single(const Op& op);
   bool push(Op&& op);
   void settle(std::uint64_t done);
 
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
+  bool coalesce_;
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
   std::vector<Op> ops_taken_;                        // driver thread only
+  std::uint64_t next_batch_ = 0;                     // driver thread only
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -62,6 +62,7 @@ struct Field {
   bool operator()(T& v) const {
     return r.next_integer(v);
   }
+  bool operator()(bool& b) const { return r.next_bool(b); }
   bool operator()(std::string& s) const {
     std::string_view v;
     if (!r.next_str(v)) return false;
@@ -90,8 +91,8 @@ bool read_array(const zmq::message_t& h, std::vector<T>& out, std::uint32_t fiel
 }  // namespace
 
 bool decode_fast(const zmq::message_t& h, std::vector<ChunkSpec>& out) {
-  return read_array(h, out, 5, [](Field f, ChunkSpec& c) {
-    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries);
+  return read_array(h, out, 6, [](Field f, ChunkSpec& c) {
+    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries) && f(c.coalesced);
   });
 }
 bool decode_fast(const zmq::message_t& h, std::vector<TaskSpec>& out) {

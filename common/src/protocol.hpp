@@ -45,7 +45,11 @@ struct ChunkSpec {
   std::string fn;
   std::uint32_t timeout_ms = 0;  // per-chunk time limit; 0 = none
   std::uint32_t max_retries = 0;
-  MSGPACK_DEFINE(seq, count, fn, timeout_ms, max_retries)
+  // Single calls batched by the client session (one task each, any number of jobs):
+  // the broker hands them out in pieces sized to their measured cost, and a crash of
+  // one is charged to none of its neighbours.
+  bool coalesced = false;
+  MSGPACK_DEFINE(seq, count, fn, timeout_ms, max_retries, coalesced)
 };
 
 // One chunk's outcomes as the broker returns them to the client.

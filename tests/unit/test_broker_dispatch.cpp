@@ -409,5 +409,78 @@ TEST(BrokerDispatch, EveryChunkIsDispatchedOnceAndAnsweredOnce) {
   EXPECT_EQ(h.core.counters().done, 310u);
 }
 
+// A batch of single calls coalesced by a client session (ChunkSpec::coalesced).
+proto::ChunkSpec batch(std::uint64_t seq, std::uint32_t count, std::uint32_t max_retries = 3) {
+  proto::ChunkSpec c = chunk(seq, count, 0, max_retries);
+  c.coalesced = true;
+  return c;
+}
+
+// The ints carried by the first chunk of a TASK.
+std::vector<int> ints_of(const Sent& t) {
+  std::vector<int> out;
+  mqpool::detail::Reader r(t.frames.at(0).data(), t.frames.at(0).size());
+  for (std::uint32_t k = 0; k < t.tasks.at(0).count; ++k) {
+    int v = 0;
+    EXPECT_TRUE(r.next_integer_tuple(v));
+    out.push_back(v);
+  }
+  EXPECT_TRUE(r.at_end()) << "a piece carries another piece's arguments";
+  return out;
+}
+
+TEST(BrokerDispatch, ABatchOfCallsOfUnknownCostGoesOutOneCallAtATime) {
+  Harness h;
+  h.ready(1, 100);
+  h.ready(1, 101);
+  h.submit("c1", {batch(10, 5)}, {int_args(10, 5)});
+  auto tasks = only(h.take(), Cmd::task);
+  ASSERT_EQ(tasks.size(), 2u) << "each idle executor gets a call, as if each were a chunk";
+  EXPECT_EQ(tasks[0].tasks.at(0).count, 1u);
+  EXPECT_EQ(tasks[1].tasks.at(0).count, 1u);
+  EXPECT_EQ(ints_of(tasks[0]), std::vector<int>{10});
+  EXPECT_EQ(ints_of(tasks[1]), std::vector<int>{11});
+  EXPECT_EQ(h.core.queued(), 1u) << "the other three wait as one batch";
+}
+
+TEST(BrokerDispatch, ABatchOfExpensiveCallsSpreadsAndACheapOneGoesWhole) {
+  Harness h;
+  h.ready(1, 100);
+  h.ready(1, 101);
+  h.submit_singles("c1", 0, 1);
+  auto first = only(h.take(), Cmd::task);
+  h.now += milliseconds(10);  // a call takes 10 ms: more than a bundle's worth
+  h.answer(first.at(0));
+  (void)h.take();
+  h.submit("c1", {batch(10, 4)}, {int_args(10, 4)});
+  std::map<std::string, std::vector<int>> by_executor;
+  std::map<std::uint64_t, std::uint32_t> results;  // seq -> count
+  std::vector<Sent> pending = only(h.take(), Cmd::task);
+  EXPECT_EQ(pending.size(), 2u) << "both executors work on the batch";
+  while (!pending.empty()) {
+    Sent t = std::move(pending.back());
+    pending.pop_back();
+    EXPECT_EQ(t.tasks.at(0).count, 1u) << "a 10 ms call travels alone";
+    for (int v : ints_of(t)) by_executor[t.peer].push_back(v);
+    h.answer(t);
+    for (Sent& s : h.take()) {
+      if (s.cmd == Cmd::task) pending.push_back(std::move(s));
+      if (s.cmd == Cmd::result)
+        for (const auto& spec : s.results) results[spec.seq] += spec.count;
+    }
+  }
+  EXPECT_EQ(by_executor.size(), 2u);
+  EXPECT_EQ(results, (std::map<std::uint64_t, std::uint32_t>{{10, 1}, {11, 1}, {12, 1}, {13, 1}}));
+
+  Harness cheap;
+  cheap.teach_cheap();
+  cheap.ready(1, 100);
+  cheap.ready(1, 101);
+  cheap.submit("c1", {batch(10, 50)}, {int_args(10, 50)});
+  auto tasks = only(cheap.take(), Cmd::task);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].tasks.at(0).count, 50u) << "50 cheap calls are one piece";
+}
+
 }  // namespace
 }  // namespace unit_broker

@@ -314,5 +314,50 @@ TEST(BrokerExecutorLoss, ADeathInsideABundleCountsAgainstNoneButSplitsThemAll) {
   EXPECT_EQ(proto::decode_errors(failed[0].frames.at(0)).at(0).second.code, ErrorCode::worker_lost);
 }
 
+TEST(BrokerExecutorLoss, ACrashInABatchOfCallsChargesNoCallButSplitsThem) {
+  // With no retries, a map chunk fails whole on its executor's death (above); a batch of
+  // single calls, each its own caller's, charges none of them: they are retried alone.
+  Harness h;
+  h.teach_cheap();
+  h.ready(1, 1);
+  proto::ChunkSpec spec = chunk(0, 4, 0, /*max_retries=*/0);
+  spec.coalesced = true;
+  h.submit("c1", {spec}, {int_args(0, 4)});
+  auto tasks = only(h.take(), Cmd::task);
+  ASSERT_EQ(tasks.size(), 1u);
+  ASSERT_EQ(tasks[0].tasks.at(0).count, 4u);
+  h.exited(1, 1, "killed by signal 9 (SIGKILL)");
+  EXPECT_TRUE(only(h.take(), Cmd::result).empty()) << "no call failed";
+  EXPECT_EQ(h.core.queued(), 4u) << "the four calls wait as singles";
+  h.ready(1, 2);
+  std::uint32_t answered = 0;
+  std::vector<Sent> pending = only(h.take(), Cmd::task);
+  while (!pending.empty()) {
+    Sent t = std::move(pending.back());
+    pending.pop_back();
+    EXPECT_EQ(t.tasks.size(), 1u) << "a suspect call travels alone";
+    EXPECT_EQ(t.tasks.at(0).count, 1u);
+    h.answer(t);
+    for (Sent& s : h.take()) {
+      if (s.cmd == Cmd::task) pending.push_back(std::move(s));
+      if (s.cmd == Cmd::result) {
+        EXPECT_EQ(s.frames.at(0).size(), 0u) << "no error frame: the call succeeded";
+        ++answered;
+      }
+    }
+  }
+  EXPECT_EQ(answered, 4u);
+  // The culprit alone: its own death is charged, and with no retries it fails.
+  spec = chunk(10, 1, 0, 0);
+  spec.coalesced = true;
+  h.submit("c1", {spec}, {int_args(10)});
+  (void)h.take();
+  h.exited(1, 2, "killed by signal 9 (SIGKILL)");
+  auto failed = only(h.take(), Cmd::result);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(proto::decode_errors(failed[0].frames.at(0)).at(0).second.code,
+            mqpool::ErrorCode::worker_lost);
+}
+
 }  // namespace
 }  // namespace unit_broker

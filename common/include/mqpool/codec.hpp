@@ -234,9 +234,18 @@ class Reader {
     offset_ += n == 0 ? 0 : 1 + n;
     return n != 0;
   }
-  // The next object's array header (its element count) or string (a view into the
-  // buffer); false, with nothing consumed, if it is something else or truncated.
+  // The next object's array header (its element count), string (a view into the
+  // buffer) or boolean; false, with nothing consumed, if it is something else or
+  // truncated.
   bool next_array_header(std::uint32_t& n) noexcept;
+  bool next_bool(bool& b) noexcept {
+    if (offset_ >= size_) return false;
+    const auto c = static_cast<unsigned char>(data_[offset_]);
+    if (c != 0xc2 && c != 0xc3) return false;
+    b = c == 0xc3;
+    ++offset_;
+    return true;
+  }
   bool next_str(std::string_view& s) noexcept;
   std::size_t offset() const noexcept { return offset_; }
 
