@@ -1,5 +1,6 @@
 // apply, apply_async (both forms), Callbacks, and AsyncResult on a real local pool.
 #include <atomic>
+#include <map>
 #include <mqpool/mqpool.hpp>
 #include <mutex>
 #include <thread>
@@ -67,6 +68,19 @@ TEST(ApplyAsync, AnIdleWorkerTakesTasksWhileAnotherIsBusy) {
   EXPECT_FALSE(blocked.ready());
   create_file(dir.file("gate"));
   EXPECT_EQ(blocked.get(kLong), 1);
+}
+
+// Calls submitted together travel as one batch (the session coalesces them); the broker
+// must still hand slow ones out one at a time, or one process would run them all.
+TEST(ApplyAsync, SlowCallsSubmittedTogetherStillSpreadOverTheWorkers) {
+  mqpool::Pool pool(2);
+  std::vector<mqpool::AsyncResult<std::int64_t>> results;
+  for (int i = 0; i < 6; ++i) results.push_back(pool.apply_async(slow_pid, std::int64_t{200}));
+  std::map<std::int64_t, int> calls_by_pid;
+  for (auto& r : results) ++calls_by_pid[r.get(kLong)];
+  ASSERT_EQ(calls_by_pid.size(), 2u) << "one process ran every call";
+  for (const auto& [pid, n] : calls_by_pid)
+    EXPECT_LE(n, 4) << "process " << pid << " ran " << n << " of 6 slow calls";
 }
 
 TEST(ApplyAsync, ManyConcurrentSubmissions) {
