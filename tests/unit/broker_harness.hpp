@@ -117,17 +117,20 @@ class Harness {
     done(task.peer, ids, outcomes);
   }
   void tick() { core.on_tick(now); }
-  // The broker bundles only tasks it has measured as cheap: teach it that the default
-  // task is (one chunk answered after 10 us, by a helper executor that then leaves).
-  void teach_cheap() {
+  // Teaches the broker that the default task takes `per_task` (one chunk answered after
+  // that long, by a helper executor that then leaves).
+  void teach(std::chrono::microseconds per_task) {
     ready(99, 9999);
     submit_singles("teacher", std::uint64_t{1} << 40, 1);
     auto sent = take();
-    now += std::chrono::microseconds(10);
+    now += per_task;
     answer(sent.at(0));
     exited(99, 9999, "done", true);
     (void)take();
   }
+  // The broker bundles only tasks it has measured as cheap: teach it that the default
+  // task is (10 us).
+  void teach_cheap() { teach(std::chrono::microseconds(10)); }
 
   std::vector<Sent> take() {
     std::vector<Sent> out;

@@ -247,14 +247,9 @@ TEST(BrokerDispatch, ABusyExecutorGetsASecondTaskOnlyBehindKnownShortWork) {
 // together instead of one running a long chunk alone while the others idle.
 TEST(BrokerDispatch, TheLastLongChunkGoesOutInHalvesSoExecutorsFinishTogether) {
   Harness h;
+  h.teach(milliseconds(10));  // a task takes 10 ms
   h.ready(1, 100);
   h.ready(1, 101);
-  h.submit_singles("c1", 0, 1);
-  auto first = only(h.take(), Cmd::task);
-  ASSERT_EQ(first.size(), 1u);
-  h.now += milliseconds(10);  // a task takes 10 ms
-  h.answer(first[0]);
-  (void)h.take();
   h.submit("c1", {chunk(100, 16)}, {int_args(100, 16)});  // 160 ms of work, two idle executors
   auto tasks = only(h.take(), Cmd::task);
   ASSERT_EQ(tasks.size(), 2u) << "both executors get a share";
@@ -299,12 +294,8 @@ TEST(BrokerDispatch, TheLastLongChunkGoesOutInHalvesSoExecutorsFinishTogether) {
 TEST(BrokerDispatch, ALongChunkGoesWholeToALoneExecutorAndUnknownWorkGoesWhole) {
   {
     Harness h;  // one executor: nobody to share with
+    h.teach(milliseconds(10));
     h.ready(1, 100);
-    h.submit_singles("c1", 0, 1);
-    auto first = only(h.take(), Cmd::task);
-    h.now += milliseconds(10);
-    h.answer(first.at(0));
-    (void)h.take();
     h.submit("c1", {chunk(100, 16)}, {int_args(100, 16)});
     auto tasks = only(h.take(), Cmd::task);
     ASSERT_EQ(tasks.size(), 1u);
@@ -445,13 +436,9 @@ TEST(BrokerDispatch, ABatchOfCallsOfUnknownCostGoesOutOneCallAtATime) {
 
 TEST(BrokerDispatch, ABatchOfExpensiveCallsSpreadsAndACheapOneGoesWhole) {
   Harness h;
+  h.teach(milliseconds(10));  // a call takes 10 ms: more than a bundle's worth
   h.ready(1, 100);
   h.ready(1, 101);
-  h.submit_singles("c1", 0, 1);
-  auto first = only(h.take(), Cmd::task);
-  h.now += milliseconds(10);  // a call takes 10 ms: more than a bundle's worth
-  h.answer(first.at(0));
-  (void)h.take();
   h.submit("c1", {batch(10, 4)}, {int_args(10, 4)});
   std::map<std::string, std::vector<int>> by_executor;
   std::map<std::uint64_t, std::uint32_t> results;  // seq -> count
