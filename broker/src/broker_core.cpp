@@ -228,31 +228,14 @@ void BrokerCore::dispatch(TimePoint now) {
         if (auto cost = cost_.find(c.spec.fn); cost != cost_.end())
           piece = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
               kBundleWork / std::max(cost->second, Clock::duration(1)), 1, c.spec.count));
-        if (piece < c.spec.count) {
-          queue_.pop_front();
-          --queue_live_;
-          try {
-            split_to_front(it, {piece, c.spec.count - piece});
-            continue;  // the first piece is at the front now
-          } catch (const SerializationError&) {
-            queue_.push_front(cid);  // cannot be cut: it goes whole
-            ++queue_live_;
-          }
-        }
+        if (piece < c.spec.count && split_head(it, {piece, c.spec.count - piece}))
+          continue;  // the first piece is at the front now
       }
       if (specs.empty() && !alone && queue_live_ == 1 && c.spec.count > 1 && executors_.size() > 1) {
         auto cost = cost_.find(c.spec.fn);
-        if (cost != cost_.end() && cost->second * c.spec.count > kTailSplit) {
-          queue_.pop_front();
-          --queue_live_;
-          try {
-            split_to_front(it, even(c.spec.count, 2));
-            continue;  // this executor takes the first half
-          } catch (const SerializationError&) {
-            queue_.push_front(cid);  // cannot be cut: it goes whole
-            ++queue_live_;
-          }
-        }
+        if (cost != cost_.end() && cost->second * c.spec.count > kTailSplit &&
+            split_head(it, even(c.spec.count, 2)))
+          continue;  // this executor takes the first half
       }
       queue_.pop_front();
       --queue_live_;
@@ -352,9 +335,9 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 // worker process died), when that TASK held one chunk. With several chunks on board the
 // culprit is unknown (an executor reports a TASK only when all of it is done), so that
 // death counts against none of them; nor does it when the one chunk is a batch of single
-// calls (ChunkSpec::coalesced), whose tasks belong to as many callers. Either way the chunks that had started are split
-// into single tasks that travel alone: a poisonous input cannot take its neighbours down
-// again, and its next death names it. A prefetched TASK had not started: it goes back
+// calls (ChunkSpec::coalesced), whose tasks belong to as many callers. Either way the
+// chunks that had started are split into single tasks that travel alone: a poisonous
+// input cannot take its neighbours down again, and its next death names it. A prefetched TASK had not started: it goes back
 // untouched.
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
@@ -422,6 +405,22 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
                                whole.suspect, {}});
     queue_.push_front(nid);
     ++queue_live_;
+  }
+}
+
+// The same for the chunk at the head of the queue: its pieces take its place there. False,
+// the chunk left whole at the head, if its arguments cannot be cut.
+bool BrokerCore::split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
+                            const std::vector<std::uint32_t>& counts) {
+  queue_.pop_front();
+  --queue_live_;
+  try {
+    split_to_front(it, counts);
+    return true;
+  } catch (const SerializationError&) {
+    queue_.push_front(it->first);
+    ++queue_live_;
+    return false;
   }
 }
 

@@ -109,6 +109,8 @@ class BrokerCore {
   void requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason);
   void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
                       const std::vector<std::uint32_t>& counts);
+  bool split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
+                  const std::vector<std::uint32_t>& counts);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);
