@@ -55,8 +55,7 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
   timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
   if (!options_.connect.empty()) {
     processes_ = options_.processes > 0 ? options_.processes : 8;
-    session_ = std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
-                                         options_.maxtasksperchild == 0);
+    session_ = new_session();
     link_ = std::make_unique<RemoteLink>(ctx_, options_.connect, *session_,
                                          options_.connect_timeout);
     return;
@@ -102,8 +101,7 @@ void PoolCore::start_local() {
 
   try {
     // The broker thread serves this pool's session directly: no client socket at all.
-    session_ = std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
-                                         options_.maxtasksperchild == 0);
+    session_ = new_session();
     broker_ = std::make_unique<broker::Loop>(ctx_, "", backend, session_.get());
     broker_thread_ = std::thread([this] { broker_->run(); });
   } catch (...) {
@@ -134,6 +132,12 @@ PoolCore::~PoolCore() {
     std::error_code ec;
     std::filesystem::remove_all(tmpdir_, ec);
   }
+}
+
+// Executors that count chunks for maxtasksperchild must see each call as one: no batches.
+std::unique_ptr<Session> PoolCore::new_session() const {
+  return std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
+                                   options_.maxtasksperchild == 0);
 }
 
 std::uint64_t PoolCore::new_job() {
