@@ -11,8 +11,12 @@ all: build
 deps:
 	bash scripts/install-deps
 
+# ccache (installed by install-deps) keeps CI's rebuilds short; the build works without it.
+CCACHE := $(shell command -v ccache 2>/dev/null)
+
 configure: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE))
 
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)

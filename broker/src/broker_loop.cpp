@@ -4,11 +4,9 @@
 
 #include <cerrno>
 #include <climits>
-#include <csignal>
 #include <system_error>
 
 #include "log.hpp"
-#include "mqpool/broker.hpp"
 
 namespace mqpool::broker {
 
@@ -189,30 +187,3 @@ bool Loop::serve_local_now() {
 }
 
 }  // namespace mqpool::broker
-
-namespace mqpool {
-
-namespace {
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop = true; }
-}  // namespace
-
-int run_broker(const BrokerOptions& options) {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;  // no SA_RESTART: poll returns EINTR and the loop checks
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  zmq::context_t ctx;
-  try {
-    broker::Loop loop(ctx, options.frontend, options.backend);
-    detail::log().info("broker: clients on {}, workers on {}", loop.frontend_endpoint(),
-                       loop.backend_endpoint());
-    loop.run(&g_stop);
-  } catch (const zmq::error_t& e) {
-    detail::log().error("broker: {}", e.what());
-    return 1;
-  }
-  return 0;
-}
-
-}  // namespace mqpool

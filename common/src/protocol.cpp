@@ -18,6 +18,13 @@ bool known(std::uint8_t c) {
     case Cmd::submit:
     case Cmd::result:
     case Cmd::cancel:
+    case Cmd::hello:
+    case Cmd::welcome:
+    case Cmd::bye:
+    case Cmd::reset:
+    case Cmd::status:
+    case Cmd::refused:
+    case Cmd::leaving:
     case Cmd::ready:
     case Cmd::task:
     case Cmd::done:

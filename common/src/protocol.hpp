@@ -25,6 +25,12 @@ enum class Cmd : std::uint8_t {
   submit = 0x01,  // C->B header: [ChunkSpec...]        frames: one args frame per chunk
   result = 0x02,  // B->C header: [ResultSpec...]       frames: errors, values per chunk
   cancel = 0x03,  // C->B header: []  drop every queued and running chunk of this client
+  hello = 0x04,    // C->B header: Hello           a cluster client (re)joins; B answers WELCOME
+  welcome = 0x05,  // B->C header: Welcome
+  bye = 0x06,      // C->B: leaving, drop my work; B->C/A: the broker is stopping. header: Bye
+  reset = 0x07,    // B->peer header: []  "I do not know you": HELLO (client: and resubmit) again
+  status = 0x08,   // C->B header: []; B->C header: StatusReport
+  refused = 0x09,  // B->peer header: Bye           the peer is on the wrong endpoint, or not admitted
   // broker <-> worker (backend)
   ready = 0x10,        // E->B header: Ready                executor joins with credit
   task = 0x11,         // B->E header: [TaskSpec...]        frames: one args frame per chunk
@@ -32,7 +38,8 @@ enum class Cmd : std::uint8_t {
   agent_hello = 0x13,  // A->B header: AgentHello
   exited = 0x14,       // A->B header: Exited               an executor process ended
   kill = 0x15,         // B->A header: Kill                 kill one executor
-  heartbeat = 0x16,    // E->B from the executor's heartbeat socket, echoed B->E; header: []
+  heartbeat = 0x16,    // E/A/C->B, echoed back to the sender; header: []
+  leaving = 0x17,      // A->B header: []  the agent drains: no new work for its executors
 };
 
 // An executor's heartbeat socket uses its routing id plus this suffix.
@@ -82,7 +89,64 @@ struct AgentHello {
   std::uint64_t agent = 0;
   std::uint32_t pid = 0;
   std::string host;
-  MSGPACK_DEFINE(agent, pid, host)
+  std::vector<std::string> tasks;     // the task names its executors run
+  std::uint32_t executors = 0;        // executor processes it keeps alive
+  std::uint32_t heartbeat_ms = 1000;  // it sends a HEARTBEAT this often
+  std::uint32_t liveness = 3;
+  MSGPACK_DEFINE(agent, pid, host, tasks, executors, heartbeat_ms, liveness)
+};
+
+// A cluster client's greeting, sent on connect and again whenever the broker has
+// forgotten it (RESET, or silence longer than its liveness window).
+struct Hello {
+  std::uint64_t session = 0;  // random per Pool: names the client in logs and status
+  std::string name;           // "host:pid"
+  std::uint32_t heartbeat_ms = 1000;
+  std::uint32_t liveness = 3;
+  MSGPACK_DEFINE(session, name, heartbeat_ms, liveness)
+};
+
+struct Welcome {
+  std::uint64_t broker = 0;  // random per broker process: a new value means a restart
+  MSGPACK_DEFINE(broker)
+};
+
+struct Bye {
+  std::string reason;
+  MSGPACK_DEFINE(reason)
+};
+
+// `mqpool status`: the broker's view, as STATUS's reply header (docs/STATUS.md).
+struct WorkerStatus {
+  std::string host;
+  std::uint32_t pid = 0;  // the agent's
+  std::uint32_t executors = 0;
+  std::uint32_t busy = 0;  // executors holding a TASK
+  std::uint64_t tasks_done = 0;
+  std::string current_task;     // the function of its longest-running TASK; "" when idle
+  double current_for_s = 0;     // how long that TASK has been running
+  double connected_for_s = 0;
+  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s, connected_for_s)
+};
+
+struct ClientStatus {
+  std::string name;  // "host:pid", from its HELLO
+  std::uint64_t queued = 0;
+  std::uint64_t in_flight = 0;
+  double connected_for_s = 0;
+  MSGPACK_DEFINE(name, queued, in_flight, connected_for_s)
+};
+
+struct StatusReport {
+  std::uint64_t broker = 0;
+  double uptime_s = 0;
+  std::vector<WorkerStatus> workers;
+  std::vector<ClientStatus> clients;
+  std::uint64_t queued = 0, in_flight = 0, done = 0, failed = 0, retried = 0, malformed = 0,
+                duplicates = 0;
+  double tasks_per_s = 0;  // over the last 10 s
+  MSGPACK_DEFINE(broker, uptime_s, workers, clients, queued, in_flight, done, failed, retried,
+                 malformed, duplicates, tasks_per_s)
 };
 
 struct Exited {

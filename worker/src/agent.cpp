@@ -15,6 +15,7 @@
 
 #include "host.hpp"
 #include "log.hpp"
+#include "mqpool/registry.hpp"
 #include "protocol.hpp"
 
 namespace mqpool::worker {
@@ -53,10 +54,7 @@ class Agent {
     sock.set(zmq::sockopt::linger, 1000);
     sock.connect(options_.endpoint);
     sock_ = &sock;
-    proto::send(sock, proto::make(proto::Cmd::agent_hello,
-                                  proto::AgentHello{id_, static_cast<std::uint32_t>(getpid()),
-                                                    detail::hostname()}),
-                false);
+    proto::send(sock, proto::make(proto::Cmd::agent_hello, hello()), false);
     for (int i = 0; i < options_.processes; ++i) spawn();
 
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
@@ -83,6 +81,16 @@ class Agent {
   }
 
  private:
+  proto::AgentHello hello() const {
+    return proto::AgentHello{id_,
+                             static_cast<std::uint32_t>(getpid()),
+                             detail::hostname(),
+                             detail::Registry::instance().names(),
+                             static_cast<std::uint32_t>(options_.processes),
+                             options_.heartbeat_ms,
+                             options_.liveness};
+  }
+
   void spawn() {
     const pid_t pid = fork();
     if (pid < 0) {

@@ -1,6 +1,7 @@
 // The worker agent (a forkserver) and the executor loop it forks.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,6 +19,9 @@ struct AgentOptions {
   std::uint32_t credit = 2;
   std::uint32_t heartbeat_ms = 1000;  // Paranoid Pirate timing: interval and liveness
   std::uint32_t liveness = 3;
+  // SIGTERM/SIGINT: running tasks may finish for this long before they are killed and
+  // handed back to the broker (`mqpool worker --grace`).
+  std::chrono::milliseconds grace{10000};
 };
 
 // Runs the agent: forks `processes` executors, reports each one's exit to the broker at

@@ -25,6 +25,9 @@ struct PoolOptions {
   int heartbeat_liveness = 3;
   // Cluster pools: how long the constructor waits for the broker before ConnectionError.
   std::chrono::milliseconds connect_timeout{10000};
+  // Cluster pools: a broker lost for longer than this fails the outstanding tasks with
+  // ConnectionError; one back sooner gets every task without an outcome again.
+  std::chrono::milliseconds reconnect_timeout{60000};
 };
 
 template <class R>
