@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "mqpool/codec.hpp"
+#include "mqpool/status.hpp"
 
 namespace mqpool::proto {
 
@@ -116,38 +117,8 @@ struct Bye {
   MSGPACK_DEFINE(reason)
 };
 
-// `mqpool status`: the broker's view, as STATUS's reply header (docs/STATUS.md).
-struct WorkerStatus {
-  std::string host;
-  std::uint32_t pid = 0;  // the agent's
-  std::uint32_t executors = 0;
-  std::uint32_t busy = 0;  // executors holding a TASK
-  std::uint64_t tasks_done = 0;
-  std::string current_task;     // the function of its longest-running TASK; "" when idle
-  double current_for_s = 0;     // how long that TASK has been running
-  double connected_for_s = 0;
-  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s, connected_for_s)
-};
-
-struct ClientStatus {
-  std::string name;  // "host:pid", from its HELLO
-  std::uint64_t queued = 0;
-  std::uint64_t in_flight = 0;
-  double connected_for_s = 0;
-  MSGPACK_DEFINE(name, queued, in_flight, connected_for_s)
-};
-
-struct StatusReport {
-  std::uint64_t broker = 0;
-  double uptime_s = 0;
-  std::vector<WorkerStatus> workers;
-  std::vector<ClientStatus> clients;
-  std::uint64_t queued = 0, in_flight = 0, done = 0, failed = 0, retried = 0, malformed = 0,
-                duplicates = 0;
-  double tasks_per_s = 0;  // over the last 10 s
-  MSGPACK_DEFINE(broker, uptime_s, workers, clients, queued, in_flight, done, failed, retried,
-                 malformed, duplicates, tasks_per_s)
-};
+// STATUS's reply header: the public mqpool::BrokerStatus (mqpool/status.hpp).
+using StatusReport = BrokerStatus;
 
 struct Exited {
   std::uint32_t pid = 0;

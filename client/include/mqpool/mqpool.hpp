@@ -3,6 +3,7 @@
 
 #include "mqpool/async_result.hpp"
 #include "mqpool/broker.hpp"
+#include "mqpool/cluster.hpp"
 #include "mqpool/errors.hpp"
 #include "mqpool/options.hpp"
 #include "mqpool/pool.hpp"
