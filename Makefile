@@ -13,6 +13,8 @@ deps:
 
 # ccache (installed by install-deps) keeps CI's rebuilds short; the build works without it.
 CCACHE := $(shell command -v ccache 2>/dev/null)
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 configure: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \

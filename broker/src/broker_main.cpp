@@ -1,5 +1,6 @@
 // `mqpool broker`: a standalone broker process (mqpool::run_broker).
 #include <csignal>
+#include <cstdio>
 
 #include "broker_loop.hpp"
 #include "log.hpp"
@@ -20,8 +21,11 @@ int run_broker(const BrokerOptions& options) {
   zmq::context_t ctx;
   try {
     broker::Loop loop(ctx, options.frontend, options.backend);
-    detail::log().info("broker: clients on {}, workers on {}", loop.frontend_endpoint(),
-                       loop.backend_endpoint());
+    // One line on stdout, flushed: users see where to point clients and workers, and
+    // scripts that bound ":*" read the ports back from it.
+    std::printf("mqpool broker: clients on %s, workers on %s\n", loop.frontend_endpoint().c_str(),
+                loop.backend_endpoint().c_str());
+    std::fflush(stdout);
     loop.run(&g_stop);
   } catch (const zmq::error_t& e) {
     detail::log().error("broker: {}", e.what());
