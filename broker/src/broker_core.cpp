@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 namespace mqpool::broker {
 
@@ -46,9 +47,17 @@ std::vector<std::uint32_t> even(std::uint32_t count, std::uint32_t pieces) {
   return counts;
 }
 
+std::uint64_t random_id() {
+  std::random_device rd;
+  return std::uint64_t{rd()} << 32 | rd();
+}
+
 }  // namespace
 
+BrokerCore::BrokerCore(std::uint64_t id) : id_(id != 0 ? id : random_id()) {}
+
 void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
+  if (!started_set_) started_ = now, started_set_ = true;
   switch (m.cmd) {
     case proto::Cmd::submit: {
       auto specs = proto::decode<std::vector<proto::ChunkSpec>>(m);
@@ -60,13 +69,33 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
         if (specs[i].count == 0 || specs[i].count > m.frames[i].size())
           throw SerializationError("submit: chunk declares " + std::to_string(specs[i].count) +
                                    " tasks in " + std::to_string(m.frames[i].size()) + " bytes");
-      for (std::size_t i = 0; i < specs.size(); ++i)
-        submit(m.peer, std::move(specs[i]), std::move(m.frames[i]));
+      Client* c = known_client(m.peer, now);
+      if (c == nullptr) return;  // told to HELLO again: it resubmits everything then
+      for (std::size_t i = 0; i < specs.size(); ++i) submit(*c, std::move(specs[i]), std::move(m.frames[i]), now);
       break;
     }
     case proto::Cmd::cancel:
-      cancel_client(m.peer);
+      if (known_client(m.peer, now) != nullptr) cancel_client(m.peer);
       break;
+    case proto::Cmd::hello:
+      on_hello(m.peer, proto::decode<proto::Hello>(m), now);
+      return;
+    case proto::Cmd::heartbeat:
+      on_heartbeat(Side::client, m.peer, now);
+      return;
+    case proto::Cmd::bye:
+      drop_client(m.peer);
+      break;
+    case proto::Cmd::status:
+      status(m.peer, now);
+      return;
+    case proto::Cmd::ready:
+    case proto::Cmd::agent_hello:
+    case proto::Cmd::done:
+    case proto::Cmd::exited:
+    case proto::Cmd::leaving:
+      refuse(Side::client, m.peer);
+      return;
     default:
       throw SerializationError("unexpected command from a client");
   }
@@ -74,44 +103,72 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
 }
 
 void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
+  if (!started_set_) started_ = now, started_set_ = true;
   switch (m.cmd) {
     case proto::Cmd::ready:
       on_ready(m.peer, proto::decode<proto::Ready>(m), now);
       break;
-    case proto::Cmd::heartbeat: {
-      if (m.peer.empty() || m.peer.back() != proto::kHeartbeatSuffix)
-        throw SerializationError("heartbeat: not from a heartbeat socket");
-      const std::string id = m.peer.substr(0, m.peer.size() - 1);
-      if (executors_.count(id) == 0) return;  // unknown (declared lost): no echo, it re-registers
-      seen(id, now);
-      outbox_.push_back({Side::worker, proto::make(proto::Cmd::heartbeat, std::vector<int>{}, m.peer)});
+    case proto::Cmd::heartbeat:
+      on_heartbeat(Side::worker, m.peer, now);
       return;
-    }
     case proto::Cmd::done:
       seen(m.peer, now);
       on_done(m.peer, m, now);
       break;
     case proto::Cmd::agent_hello:
-      agents_[proto::decode<proto::AgentHello>(m).agent] = m.peer;
+      on_agent_hello(m.peer, proto::decode<proto::AgentHello>(m), now);
       break;
     case proto::Cmd::exited:
       on_exited(m.peer, proto::decode<proto::Exited>(m));
       break;
+    case proto::Cmd::leaving:
+      on_leaving(m.peer);
+      break;
+    case proto::Cmd::submit:
+    case proto::Cmd::hello:
+    case proto::Cmd::cancel:
+    case proto::Cmd::status:
+    case proto::Cmd::bye:
+      refuse(Side::worker, m.peer);
+      return;
     default:
       throw SerializationError("unexpected command from a worker");
   }
   dispatch(now);
 }
 
-void BrokerCore::submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args) {
+void BrokerCore::submit(Client& client, proto::ChunkSpec spec, zmq::message_t args, TimePoint now) {
+  if (!agents_.empty() && spec.fn != last_known_fn_) {
+    if (anyone_knows(spec.fn))
+      last_known_fn_ = spec.fn;
+    else
+      next_unknown_check_ = std::min(next_unknown_check_, now);  // fail_unknown_tasks looks
+  }
   const std::uint64_t id = next_chunk_++;
   counters_.submitted += spec.count;
-  chunks_.emplace(id, Chunk{client, std::move(spec), std::move(args), 0, false, {}});
-  queue_.push_back(id);
+  chunks_.emplace(id, Chunk{&client, std::move(spec), std::move(args), 0, false, {}});
+  enqueue(id, client, false);
+}
+
+// Puts a chunk on its client's queue (the back for new work, the front for retries and
+// split pieces). A client that had nothing queued joins the turn order at the level of
+// the last TASK's client before that TASK (start-time fair queueing): it goes next, but
+// its idle time is not banked as a claim on the executors.
+void BrokerCore::enqueue(std::uint64_t id, Client& c, bool front) {
+  if (front)
+    c.queue.push_front(id);
+  else
+    c.queue.push_back(id);
+  ++c.live;
   ++queue_live_;
+  if (c.active) return;
+  c.active = true;
+  c.served = std::max(c.served, vtime_);
+  active_.push_back(&c);
 }
 
 void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePoint now) {
+  if (peer.empty() || peer[0] != 'E') throw SerializationError("ready: not from an executor");
   Executor& e = executors_[peer];
   e.expiry = std::chrono::milliseconds(std::uint64_t{std::max(r.heartbeat_ms, 1u)} *
                                        std::max(r.liveness, 1u));
@@ -123,6 +180,7 @@ void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePo
   e.max_bundle = r.max_bundle;
   if (ready_.size() < e.capacity) ready_.resize(e.capacity);
   e.id = &executors_.find(peer)->first;
+  if (auto a = agents_.find(r.agent); a != agents_.end() && a->second.leaving) e.doomed = true;
   offer(e);
 }
 
@@ -186,88 +244,141 @@ void BrokerCore::learn_cost(Executor& e, TimePoint now) {
   e.sent.pop_front();
 }
 
+// Hands queued chunks to executors with credit, least-loaded executors first, each
+// TASK from the client whose turn it is.
 void BrokerCore::dispatch(TimePoint now) {
+  std::vector<Executor*> nothing_for;  // executors whose agent runs none of the queued tasks
   while (queue_live_ > 0) {
     Executor* e = pop_ready();
-    if (e == nullptr) return;
-    const std::string& id = *e->id;
-    std::vector<proto::TaskSpec> specs;
-    std::vector<zmq::message_t> frames;
-    const std::size_t limit = e->max_bundle > 0 ? std::min<std::size_t>(share(), e->max_bundle)
-                                                : share();
-    std::uint64_t tasks = 0;
-    Clock::duration work{};
-    while (specs.size() < limit && !queue_.empty()) {
-      const std::uint64_t cid = queue_.front();
-      auto it = chunks_.find(cid);
-      if (it == chunks_.end() || !it->second.executor.empty()) {
-        queue_.pop_front();  // finished or cancelled while queued
-        continue;
-      }
-      Chunk& c = it->second;
-      // A chunk with a time limit, or one that was on an executor that died, travels alone
-      // and only to an idle executor, which takes nothing else meanwhile: its clock then
-      // measures the task itself, and its next death is its own.
-      const bool alone = c.spec.timeout_ms > 0 || c.suspect;
-      if (alone && !specs.empty()) break;
-      if (!specs.empty()) {  // bundle only what is known to be cheap
-        auto cost = cost_.find(c.spec.fn);
-        if (cost == cost_.end()) break;
-        work += cost->second * c.spec.count;
-        if (work > kBundleWork) break;
-      }
-      if (alone && e->inflight > 0) {
-        offer(*e);
-        return;  // ready_ gave the least-loaded executor first: none is idle
-      }
-      if (c.spec.coalesced && c.spec.count > 1) {
-        // A batch of single calls goes out in pieces of about kBundleWork of measured
-        // work, one call at a time while the cost is unknown: as if each were its own
-        // chunk, so that expensive calls still spread over the executors.
-        std::uint32_t piece = 1;
-        if (auto cost = cost_.find(c.spec.fn); cost != cost_.end())
-          piece = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
-              kBundleWork / std::max(cost->second, Clock::duration(1)), 1, c.spec.count));
-        if (piece < c.spec.count && split_head(it, {piece, c.spec.count - piece}))
-          continue;  // the first piece is at the front now
-      }
-      if (specs.empty() && !alone && queue_live_ == 1 && c.spec.count > 1 && executors_.size() > 1) {
-        auto cost = cost_.find(c.spec.fn);
-        if (cost != cost_.end() && cost->second * c.spec.count > kTailSplit &&
-            split_head(it, even(c.spec.count, 2)))
-          continue;  // this executor takes the first half
-      }
-      queue_.pop_front();
-      --queue_live_;
-      c.executor = id;
-      e->chunks.insert(cid);
-      specs.push_back(proto::TaskSpec{cid, c.spec.count, c.spec.fn});
-      tasks += c.spec.count;
-      if (specs.size() == 1)
-        if (auto cost = cost_.find(c.spec.fn); cost != cost_.end()) work = cost->second * c.spec.count;
-      frames.emplace_back();
-      frames.back().copy(c.args);  // shares the buffer (refcounted): kept for a retry, not copied
-      if (alone) {
-        if (c.spec.timeout_ms > 0)
-          deadlines_.push({now + std::chrono::milliseconds(c.spec.timeout_ms), cid, id});
-        e->exclusive = true;
-        break;
-      }
+    if (e == nullptr) break;
+    Client* c = next_client(*e);
+    if (c == nullptr) {
+      nothing_for.push_back(e);
+      continue;
     }
-    if (specs.empty()) {
-      offer(*e);
-      return;
-    }
-    ++e->inflight;
-    std::vector<std::uint64_t> ids;
-    ids.reserve(specs.size());
-    for (const auto& t : specs) ids.push_back(t.chunk);
-    e->sent.push_back({now, tasks, specs.front().fn, std::move(ids)});
-    proto::Message m = proto::make(proto::Cmd::task, specs, id);
-    m.frames = std::move(frames);
-    outbox_.push_back({Side::worker, std::move(m)});
+    const bool sent = fill(*e, *c, now);
     offer(*e);
+    if (!sent) break;  // the head waits for an idle executor, and this was the least loaded
   }
+  for (Executor* e : nothing_for) offer(*e);
+}
+
+// The first live chunk of the client's queue (stale entries are dropped on the way).
+BrokerCore::Chunk* BrokerCore::head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* out) {
+  while (!c.queue.empty()) {
+    auto it = chunks_.find(c.queue.front());
+    if (it == chunks_.end() || !it->second.executor.empty()) {
+      c.queue.pop_front();  // finished, cancelled or split while queued
+      continue;
+    }
+    if (out != nullptr) *out = it;
+    return &it->second;
+  }
+  return nullptr;
+}
+
+// The least-served client with queued work whose next chunk `e`'s agent can run.
+// Clients whose queue turned out empty leave the turn order.
+BrokerCore::Client* BrokerCore::next_client(const Executor& e) {
+  Client* best = nullptr;
+  for (std::size_t i = 0; i < active_.size();) {
+    Client* c = active_[i];
+    Chunk* h = c->live > 0 ? head(*c) : nullptr;
+    if (h == nullptr) {
+      c->active = false;
+      active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));  // keeps ties in arrival order
+      continue;
+    }
+    if ((best == nullptr || c->served < best->served) && knows(e, h->spec.fn)) best = c;
+    ++i;
+  }
+  return best;
+}
+
+// True unless the agent of `e` announced its task names and `fn` is not among them (an
+// executor whose AGENT_HELLO has not arrived yet may run anything: it answers an
+// unknown name itself).
+bool BrokerCore::knows(const Executor& e, const std::string& fn) const {
+  auto a = agents_.find(e.agent);
+  return a == agents_.end() || a->second.tasks.count(fn) > 0;
+}
+
+// Sends `e` one TASK of chunks from the head of `c`'s queue. False if nothing was sent
+// because the head chunk must travel alone and `e` is busy.
+bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
+  const std::string& id = *e.id;
+  std::vector<proto::TaskSpec> specs;
+  std::vector<zmq::message_t> frames;
+  const std::size_t limit = e.max_bundle > 0 ? std::min<std::size_t>(share(), e.max_bundle) : share();
+  std::uint64_t tasks = 0;
+  Clock::duration work{};
+  std::unordered_map<std::uint64_t, Chunk>::iterator it;
+  while (specs.size() < limit && head(c, &it) != nullptr) {
+    const std::uint64_t cid = it->first;
+    Chunk& ch = it->second;
+    // A chunk with a time limit, or one that was on an executor that died, travels alone
+    // and only to an idle executor, which takes nothing else meanwhile: its clock then
+    // measures the task itself, and its next death is its own.
+    const bool alone = ch.spec.timeout_ms > 0 || ch.suspect;
+    if (alone && !specs.empty()) break;
+    if (!specs.empty()) {  // bundle only what is known to be cheap, and that e can run
+      auto cost = cost_.find(ch.spec.fn);
+      if (cost == cost_.end() || !knows(e, ch.spec.fn)) break;
+      work += cost->second * ch.spec.count;
+      if (work > kBundleWork) break;
+    }
+    if (alone && e.inflight > 0) return false;  // ready_ gave the least-loaded executor first
+    if (ch.spec.coalesced && ch.spec.count > 1) {
+      // A batch of single calls goes out in pieces of about kBundleWork of measured
+      // work, one call at a time while the cost is unknown: as if each were its own
+      // chunk, so that expensive calls still spread over the executors.
+      std::uint32_t piece = 1;
+      if (auto cost = cost_.find(ch.spec.fn); cost != cost_.end())
+        piece = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+            kBundleWork / std::max(cost->second, Clock::duration(1)), 1, ch.spec.count));
+      if (piece < ch.spec.count && split_head(it, {piece, ch.spec.count - piece}))
+        continue;  // the first piece is at the front now
+    }
+    if (specs.empty() && !alone && queue_live_ == 1 && ch.spec.count > 1 && executors_.size() > 1) {
+      auto cost = cost_.find(ch.spec.fn);
+      if (cost != cost_.end() && cost->second * ch.spec.count > kTailSplit &&
+          split_head(it, even(ch.spec.count, 2)))
+        continue;  // this executor takes the first half
+    }
+    c.queue.pop_front();
+    --c.live;
+    --queue_live_;
+    ch.executor = id;
+    e.chunks.insert(cid);
+    specs.push_back(proto::TaskSpec{cid, ch.spec.count, ch.spec.fn});
+    tasks += ch.spec.count;
+    if (specs.size() == 1) {
+      auto cost = cost_.find(ch.spec.fn);
+      work = cost != cost_.end() ? cost->second * ch.spec.count : Clock::duration{};
+    }
+    frames.emplace_back();
+    frames.back().copy(ch.args);  // shares the buffer (refcounted): kept for a retry, not copied
+    if (alone) {
+      if (ch.spec.timeout_ms > 0)
+        deadlines_.push({now + std::chrono::milliseconds(ch.spec.timeout_ms), cid, id});
+      e.exclusive = true;
+      break;
+    }
+  }
+  if (specs.empty()) return true;  // the queue held only stale entries
+  // Work of unknown cost counts as a millisecond a task, so that a new function cannot
+  // take every executor before its cost is known.
+  vtime_ = c.served;
+  c.served += work > Clock::duration{} ? work : std::chrono::milliseconds(1) * static_cast<std::int64_t>(tasks);
+  ++e.inflight;
+  std::vector<std::uint64_t> ids;
+  ids.reserve(specs.size());
+  for (const auto& t : specs) ids.push_back(t.chunk);
+  e.sent.push_back({now, tasks, specs.front().fn, std::move(ids)});
+  proto::Message m = proto::make(proto::Cmd::task, specs, id);
+  m.frames = std::move(frames);
+  outbox_.push_back({Side::worker, std::move(m)});
+  return true;
 }
 
 // Queues one RESULT for `client`: each spec's chunk with its (errors, values) frames.
@@ -285,7 +396,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
   auto ex = executors_.find(peer);
   // One RESULT per client per DONE, however many chunks the bundle held.
   struct Reply {
-    const std::string* client;
+    const Client* client;
     std::vector<proto::ResultSpec> specs;
     std::vector<zmq::message_t> frames;
   };
@@ -299,19 +410,23 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     Chunk& c = it->second;
     if (c.executor.empty()) {
       --queue_live_;  // a late answer for a chunk that was queued again: take it
+      --c.client->live;
     } else if (auto owner = executors_.find(c.executor); owner != executors_.end()) {
       owner->second.chunks.erase(ids[i]);
     }
     if (m.frames[2 * i].size() > 0) ++counters_.failed;
     counters_.done += c.spec.count;
+    count_done(c.spec.count, now);
+    if (ex != executors_.end())
+      if (auto a = agents_.find(ex->second.agent); a != agents_.end()) a->second.tasks_done += c.spec.count;
     auto r = std::find_if(replies.begin(), replies.end(),
-                          [&](const Reply& x) { return *x.client == c.client; });
-    if (r == replies.end()) r = replies.insert(replies.end(), Reply{&c.client, {}, {}});
+                          [&](const Reply& x) { return x.client == c.client; });
+    if (r == replies.end()) r = replies.insert(replies.end(), Reply{c.client, {}, {}});
     r->specs.push_back({c.spec.seq, c.spec.count});
     r->frames.push_back(std::move(m.frames[2 * i]));
     r->frames.push_back(std::move(m.frames[2 * i + 1]));
   }
-  for (Reply& r : replies) deliver(*r.client, r.specs, std::move(r.frames));
+  for (Reply& r : replies) deliver(r.client->id, r.specs, std::move(r.frames));
   for (std::uint64_t id : ids) chunks_.erase(id);
   if (ex != executors_.end() && ex->second.inflight > 0) {
     learn_cost(ex->second, now);
@@ -382,8 +497,7 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std:
     }
     return;
   }
-  queue_.push_front(id);
-  ++queue_live_;
+  enqueue(id, *c.client, true);
 }
 
 // Replaces a chunk that is not queued by chunks of counts[i] of its consecutive tasks,
@@ -403,8 +517,7 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
     const std::uint64_t nid = next_chunk_++;
     chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses,
                                whole.suspect, {}});
-    queue_.push_front(nid);
-    ++queue_live_;
+    enqueue(nid, *whole.client, true);
   }
 }
 
@@ -412,14 +525,15 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
 // the chunk left whole at the head, if its arguments cannot be cut.
 bool BrokerCore::split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
                             const std::vector<std::uint32_t>& counts) {
-  queue_.pop_front();
+  Client& c = *it->second.client;
+  c.queue.pop_front();
+  --c.live;
   --queue_live_;
   try {
     split_to_front(it, counts);
     return true;
   } catch (const SerializationError&) {
-    queue_.push_front(it->first);
-    ++queue_live_;
+    enqueue(it->first, c, true);
     return false;
   }
 }
@@ -431,7 +545,7 @@ void BrokerCore::fail(std::uint64_t id, const WireError& e) {
   std::vector<zmq::message_t> frames;
   proto::fail_frames(it->second.spec.count, e, frames);
   counters_.failed += 1;
-  deliver(it->second.client, {{it->second.spec.seq, it->second.spec.count}}, std::move(frames));
+  deliver(it->second.client->id, {{it->second.spec.seq, it->second.spec.count}}, std::move(frames));
   chunks_.erase(it);
 }
 
@@ -441,20 +555,28 @@ void BrokerCore::kill_executor(const std::string& id) {
   Executor& ex = it->second;
   ex.doomed = true;
   unlink(ex);  // no more work for it
-  auto agent = agents_.find(ex.agent);
-  if (agent != agents_.end())
-    outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{ex.pid}, agent->second)});
+  send_kill(ex);
 }
 
+// KILL{pid} to the executor's agent, if the agent has said hello (else nobody can).
+void BrokerCore::send_kill(const Executor& e) {
+  auto agent = agents_.find(e.agent);
+  if (agent != agents_.end())
+    outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
+}
+
+// Forgets every chunk of the client: queued ones leave its queue, running ones have
+// their executor killed (their outcome would go nowhere, and the executor is needed).
 void BrokerCore::cancel_client(const std::string& client) {
+  auto cl = clients_.find(client);
+  if (cl == clients_.end()) return;
+  Client* owner = &cl->second;
   std::vector<std::uint64_t> mine;
   for (auto& [id, c] : chunks_)
-    if (c.client == client) mine.push_back(id);
+    if (c.client == owner) mine.push_back(id);
   for (std::uint64_t id : mine) {
     auto it = chunks_.find(id);
-    if (it->second.executor.empty()) {
-      --queue_live_;
-    } else {
+    if (!it->second.executor.empty()) {
       auto ex = executors_.find(it->second.executor);
       if (ex != executors_.end()) {
         ex->second.chunks.erase(id);
@@ -463,43 +585,14 @@ void BrokerCore::cancel_client(const std::string& client) {
     }
     chunks_.erase(it);
   }
-}
-
-void BrokerCore::seen(const std::string& id, TimePoint now) {
-  auto it = executors_.find(id);
-  if (it == executors_.end()) return;
-  it->second.last_seen = now;
-  next_sweep_ = std::min(next_sweep_, now + it->second.expiry);
-}
-
-// Paranoid Pirate: an executor silent for its whole liveness window (stopped, hung in
-// the kernel, its host gone) is lost; its chunks are retried elsewhere and its agent is
-// told to kill it, so it cannot come back with stale work. One pass over the executors
-// per expiry window at most, never per task.
-void BrokerCore::expire_silent(TimePoint now) {
-  if (now < next_sweep_) return;
-  next_sweep_ = TimePoint::max();
-  std::vector<std::string> lost;
-  for (auto& [id, e] : executors_) {
-    if (e.last_seen + e.expiry <= now)
-      lost.push_back(id);
-    else
-      next_sweep_ = std::min(next_sweep_, e.last_seen + e.expiry);
-  }
-  for (const std::string& id : lost) {
-    const Executor& e = executors_.at(id);
-    const std::string reason =
-        "stopped answering (no heartbeat for " +
-        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.expiry).count()) + " ms)";
-    auto agent = agents_.find(e.agent);
-    if (agent != agents_.end())
-      outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second)});
-    drop_executor(id, true, reason);
-  }
+  queue_live_ -= owner->live;
+  owner->live = 0;
+  owner->queue.clear();
 }
 
 void BrokerCore::on_tick(TimePoint now) {
   expire_silent(now);
+  if (now >= next_unknown_check_) fail_unknown_tasks(now);
   while (!deadlines_.empty() && deadlines_.top().at <= now) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
@@ -518,7 +611,8 @@ void BrokerCore::on_tick(TimePoint now) {
 }
 
 TimePoint BrokerCore::next_deadline() const {
-  return std::min(next_sweep_, deadlines_.empty() ? TimePoint::max() : deadlines_.top().at);
+  return std::min({next_sweep_, next_unknown_check_,
+                   deadlines_.empty() ? TimePoint::max() : deadlines_.top().at});
 }
 
 std::vector<Outgoing> BrokerCore::take_outbox() {

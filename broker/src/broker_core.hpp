@@ -1,6 +1,7 @@
 // The broker's dispatch logic as a state machine without sockets: messages and the
 // current time go in, messages to send come out. The event loop (broker_loop.cpp)
 // owns the sockets; unit tests drive this class directly with an injected clock.
+// docs/ARCHITECTURE.md tells how a task flows through it; docs/PROTOCOL.md §7 the rules.
 #pragma once
 
 #include <chrono>
@@ -27,11 +28,16 @@ struct Outgoing {
 };
 
 struct Counters {
-  std::uint64_t submitted = 0, done = 0, failed = 0, retried = 0, malformed = 0, duplicates = 0;
+  std::uint64_t submitted = 0, done = 0, failed = 0, retried = 0, malformed = 0, duplicates = 0,
+                refused = 0;
 };
 
 class BrokerCore {
  public:
+  // `id` names this broker process in WELCOME (a client that sees it change knows the
+  // broker restarted); 0 picks a random one.
+  explicit BrokerCore(std::uint64_t id = 0);
+
   // A message from the client-facing socket. Throws SerializationError on a bad header
   // (the caller counts and drops it; state is unchanged).
   void on_client(proto::Message&& m, TimePoint now);
@@ -39,6 +45,19 @@ class BrokerCore {
   void on_worker(proto::Message&& m, TimePoint now);
   // Expires deadlines that have passed.
   void on_tick(TimePoint now);
+  // A client that needs no HELLO and never expires: a local pool's own session.
+  void add_local_client(const std::string& peer, TimePoint now);
+  // The client's connection is gone (a message to it could not be routed): its queued
+  // chunks are dropped and the executors running its chunks are killed.
+  void client_gone(const std::string& peer);
+  // Queues a HEARTBEAT to every remote client, so that the loop learns from the sends
+  // which of them are gone (after the socket reported a disconnect).
+  void probe_clients();
+  // Queues a BYE to every remote client and agent: the broker is stopping.
+  void shutdown(const std::string& reason);
+  // How long a task name that no connected worker knows may wait before its tasks
+  // fail with UnknownTaskError (workers that know it may still be joining).
+  void set_unknown_task_grace(Clock::duration d) { unknown_grace_ = d; }
   // When on_tick next has work to do; TimePoint::max() if never.
   TimePoint next_deadline() const;
   // Messages to send, in order; the outbox is left empty.
@@ -47,12 +66,39 @@ class BrokerCore {
   std::size_t queued() const { return queue_live_; }
   std::size_t running() const { return chunks_.size() - queue_live_; }
   std::size_t executors() const { return executors_.size(); }
+  std::size_t clients() const { return clients_.size(); }
+  std::size_t agents() const { return agents_.size(); }
   const Counters& counters() const { return counters_; }
   Counters& mutable_counters() { return counters_; }
 
  private:
+  struct Client {
+    std::string id;    // routing id
+    std::string name;  // "host:pid", from HELLO
+    TimePoint since{}, last_seen{};
+    Clock::duration expiry{};  // silence longer than this: gone; zero: never (local)
+    // Its queued chunk ids, oldest first; entries of chunks that finished, were cancelled
+    // or split while queued are skipped. `live` counts the others.
+    std::deque<std::uint64_t> queue;
+    std::size_t live = 0;
+    // Estimated work dispatched for it: the client with queued work and the least of it
+    // goes next (fair queueing weighted by work, not by message).
+    Clock::duration served{};
+    bool active = false;  // on active_
+  };
+  struct Agent {
+    std::string id;  // routing id
+    std::string host;
+    std::uint32_t pid = 0;
+    std::uint32_t executors = 0;
+    std::unordered_set<std::string> tasks;
+    TimePoint since{}, last_seen{};
+    Clock::duration expiry{};
+    std::uint64_t tasks_done = 0;
+    bool leaving = false;  // draining (SIGTERM): its executors get no new work
+  };
   struct Chunk {
-    std::string client;
+    Client* client;  // clients_ nodes never move; a client's chunks go before it does
     proto::ChunkSpec spec;
     zmq::message_t args;
     std::uint32_t losses = 0;  // deaths of an executor that ran nothing but this chunk
@@ -97,7 +143,23 @@ class BrokerCore {
     bool operator>(const Deadline& o) const { return at > o.at; }
   };
 
-  void submit(const std::string& client, proto::ChunkSpec spec, zmq::message_t args);
+  void on_hello(const std::string& peer, const proto::Hello& h, TimePoint now);
+  void on_agent_hello(const std::string& peer, const proto::AgentHello& h, TimePoint now);
+  void on_heartbeat(Side side, const std::string& peer, TimePoint now);
+  void refuse(Side side, const std::string& peer);
+  void status(const std::string& peer, TimePoint now);
+  Client* known_client(const std::string& peer, TimePoint now);
+  void drop_client(const std::string& peer);
+  void submit(Client& client, proto::ChunkSpec spec, zmq::message_t args, TimePoint now);
+  void on_leaving(const std::string& peer);
+  void enqueue(std::uint64_t id, Client& c, bool front);
+  Client* next_client(const Executor& e);
+  Chunk* head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* it = nullptr);
+  bool fill(Executor& e, Client& c, TimePoint now);
+  bool knows(const Executor& e, const std::string& fn) const;
+  bool anyone_knows(const std::string& fn) const;
+  void fail_unknown_tasks(TimePoint now);
+  void count_done(std::uint64_t tasks, TimePoint now);
   void on_ready(const std::string& peer, const proto::Ready& r, TimePoint now);
   void on_done(const std::string& peer, proto::Message& m, TimePoint now);
   void on_exited(const std::string& agent_peer, const proto::Exited& e);
@@ -115,6 +177,7 @@ class BrokerCore {
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);
   void kill_executor(const std::string& id);
+  void send_kill(const Executor& e);
   void expire_silent(TimePoint now);
   void seen(const std::string& id, TimePoint now);
   void drop_executor(const std::string& id, bool its_fault, const std::string& reason);
@@ -122,12 +185,28 @@ class BrokerCore {
   void learn_cost(Executor& e, TimePoint now);
   bool prefetchable(const Executor& e) const;
 
+  std::uint64_t id_;
+  TimePoint started_{};
+  bool started_set_ = false;
   std::uint64_t next_chunk_ = 1;
   std::unordered_map<std::uint64_t, Chunk> chunks_;
-  std::deque<std::uint64_t> queue_;  // chunk ids; entries of finished chunks are skipped
-  std::size_t queue_live_ = 0;
+  std::size_t queue_live_ = 0;  // chunks queued, over all clients
+  std::unordered_map<std::string, Client> clients_;  // by routing id
+  std::vector<Client*> active_;  // clients that may have queued chunks, in arrival order
+  Clock::duration vtime_{};      // `served` of the last TASK's client before that TASK
   std::unordered_map<std::string, Executor> executors_;
-  std::unordered_map<std::uint64_t, std::string> agents_;  // agent id -> routing id
+  std::unordered_map<std::uint64_t, Agent> agents_;  // by agent id
+  // Task names that no connected worker knows, since when (fail after unknown_grace_).
+  std::unordered_map<std::string, TimePoint> unknown_since_;
+  Clock::duration unknown_grace_ = std::chrono::seconds(3);
+  TimePoint next_unknown_check_ = TimePoint::max();
+  std::string last_known_fn_;  // saves the lookup for a run of chunks of one function
+  // Tasks done per second over the last ten seconds, for status's tasks/s.
+  struct Second {
+    std::int64_t at = -1;
+    std::uint64_t tasks = 0;
+  };
+  Second rate_[10];
   // Executors with credit left, one list per number of TASKs in flight, so that idle
   // executors get work first. Each executor is on at most one list: O(1) moves.
   std::vector<ReadyList> ready_;
@@ -135,7 +214,7 @@ class BrokerCore {
   // Measured time per task (round trip of a TASK / its tasks), by function: deep queues
   // of cheap tasks travel in bundles, expensive or unknown ones one chunk at a time.
   std::unordered_map<std::string, Clock::duration> cost_;
-  TimePoint next_sweep_ = TimePoint::max();  // when the next silent executor may expire
+  TimePoint next_sweep_ = TimePoint::max();  // when the next silent peer may expire
   std::vector<Outgoing> outbox_;
   Counters counters_;
 };

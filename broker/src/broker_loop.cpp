@@ -42,7 +42,38 @@ Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& 
     frontend_.emplace(ctx, zmq::socket_type::router);
     configure(*frontend_);
     frontend_->bind(frontend);
+    watch_disconnects(ctx);
   }
+  if (local_ != nullptr) core_.add_local_client(kLocalPeer, Clock::now());
+}
+
+void Loop::watch_disconnects(zmq::context_t& ctx) {
+  const std::string addr = "inproc://mqpool-broker-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  if (zmq_socket_monitor(frontend_->handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    throw zmq::error_t();
+  monitor_.emplace(ctx, zmq::socket_type::pair);
+  monitor_->set(zmq::sockopt::linger, 0);
+  monitor_->connect(addr);
+}
+
+// True if a client connection closed since the last call (its events are consumed).
+bool Loop::drain_disconnects() {
+  bool any = false;
+  zmq::message_t frame;
+  while (monitor_ && monitor_->recv(frame, zmq::recv_flags::dontwait)) {
+    if (!frame.more()) any = true;  // the event's last frame (its endpoint)
+  }
+  return any;
+}
+
+// The broker is stopping: every remote peer hears it now (clients fail their work at
+// once instead of waiting out their heartbeat), and the sockets linger long enough for
+// the goodbyes to leave.
+void Loop::say_goodbye() {
+  core_.shutdown("the broker is shutting down");
+  flush(true);
+  backend_.set(zmq::sockopt::linger, 1000);
+  if (frontend_) frontend_->set(zmq::sockopt::linger, 1000);
 }
 
 std::string Loop::frontend_endpoint() const {
@@ -99,28 +130,35 @@ void Loop::deliver_local(proto::Message& m) {
   }
 }
 
+// Sends what the core queued. A message that cannot be routed to a client means its
+// connection is gone: the core drops the client, which may queue more (KILLs), so the
+// loop goes on until the outbox stays empty.
 void Loop::flush(bool deliver_local_now) {
-  for (Outgoing& o : core_.take_outbox()) {
-    if (o.side == Side::client && o.msg.peer == kLocalPeer && local_ != nullptr) {
-      if (deliver_local_now)
-        deliver_local(o.msg);
-      else
-        held_.push_back(std::move(o.msg));
-      continue;
-    }
-    if (o.side == Side::client && !frontend_) continue;
-    zmq::socket_t& s = o.side == Side::client ? *frontend_ : backend_;
-    if (!proto::send(s, std::move(o.msg), true))
-      detail::log().debug("broker: a {} left before its message could be sent",
-                          o.side == Side::client ? "client" : "worker");
+  for (std::vector<Outgoing> out = core_.take_outbox(); !out.empty(); out = core_.take_outbox())
+    for (Outgoing& o : out) send(o, deliver_local_now);
+}
+
+void Loop::send(Outgoing& o, bool deliver_local_now) {
+  if (o.side == Side::client && o.msg.peer == kLocalPeer && local_ != nullptr) {
+    if (deliver_local_now)
+      deliver_local(o.msg);
+    else
+      held_.push_back(std::move(o.msg));
+    return;
   }
+  if (o.side == Side::client && !frontend_) return;
+  zmq::socket_t& s = o.side == Side::client ? *frontend_ : backend_;
+  if (proto::send(s, std::move(o.msg), true)) return;  // leaves msg.peer as it was
+  detail::log().debug("broker: a {} left before its message could be sent",
+                      o.side == Side::client ? "client" : "worker");
+  if (o.side == Side::client) core_.client_gone(o.msg.peer);
 }
 
 // A socket's descriptor signals only new events, and any call on the socket (a send
 // included) may consume that signal: ZMQ_EVENTS is the truth.
 bool Loop::any_readable() {
   auto readable = [](zmq::socket_t& s) { return (s.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; };
-  return readable(backend_) || (frontend_ && readable(*frontend_));
+  return readable(backend_) || (frontend_ && readable(*frontend_)) || (monitor_ && readable(*monitor_));
 }
 
 // Handles everything that is ready: results held for the local client, its submissions,
@@ -131,6 +169,7 @@ bool Loop::serve(bool local_ready) {
   held_.clear();
   if (local_ready && !take_local(true)) return false;
   do {
+    if (drain_disconnects()) core_.probe_clients();
     drain(backend_, false);
     if (frontend_) drain(*frontend_, true);
     core_.on_tick(Clock::now());
@@ -143,6 +182,7 @@ void Loop::run(const std::atomic<bool>* stop) {
   t_loop = this;
   std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
   if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
+  if (monitor_) fds.push_back({monitor_->get(zmq::sockopt::fd), POLLIN, 0});
   const std::size_t local_fd = fds.size();
   if (local_ != nullptr) fds.push_back({local_->wake_fd(), POLLIN, 0});
   std::unique_lock lock(mu_);
@@ -162,6 +202,13 @@ void Loop::run(const std::atomic<bool>* stop) {
     lock.lock();
     if (n < 0 && err != EINTR) throw std::system_error(err, std::generic_category(), "broker: poll");
     local_ready = local_ != nullptr && n > 0 && (fds[local_fd].revents & POLLIN) != 0;
+  }
+  if (stop != nullptr && stop->load()) {
+    try {
+      say_goodbye();
+    } catch (const zmq::error_t&) {
+      // ETERM: nobody left to tell
+    }
   }
   t_loop = nullptr;
 }

@@ -24,7 +24,8 @@ class Loop {
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;
   // Serves until the context is shut down, the local client stops, or `stop` becomes
-  // true (checked whenever poll returns, including on EINTR). Call from one thread.
+  // true (checked whenever poll returns, including on EINTR); on `stop` it says BYE to
+  // every remote client and agent first. Call from one thread.
   void run(const std::atomic<bool>* stop = nullptr);
   // For the local client's submitting thread, after it queued work: if the loop is
   // between wake-ups and nothing is in flight, dispatches that work on the caller's
@@ -40,9 +41,16 @@ class Loop {
   bool take_local(bool loop_thread);
   void deliver_local(proto::Message& m);
   void flush(bool deliver_local_now);
+  void send(Outgoing& o, bool deliver_local_now);
   bool any_readable();
+  void watch_disconnects(zmq::context_t& ctx);
+  bool drain_disconnects();
+  void say_goodbye();
 
   std::optional<zmq::socket_t> frontend_;
+  // Socket monitor of the frontend: a client whose connection closes (killed, its host
+  // gone) is probed and dropped at once, not after its heartbeat expiry.
+  std::optional<zmq::socket_t> monitor_;
   zmq::socket_t backend_;
   LocalClient* local_;
   // Held by whichever thread drives the sockets and core_ at the moment: the loop's own,

@@ -29,6 +29,7 @@ void validate(const PoolOptions& o) {
   if (o.task_timeout.count() < 0) bad("task_timeout", o.task_timeout.count());
   if (o.connect_timeout.count() <= 0)
     throw std::invalid_argument("PoolOptions::connect_timeout must be > 0");
+  if (o.reconnect_timeout.count() < 0) bad("reconnect_timeout", o.reconnect_timeout.count());
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
     throw std::invalid_argument("PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
 }
@@ -55,9 +56,13 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
   timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
   if (!options_.connect.empty()) {
     processes_ = options_.processes > 0 ? options_.processes : 8;
-    session_ = new_session();
-    link_ = std::make_unique<RemoteLink>(ctx_, options_.connect, *session_,
-                                         options_.connect_timeout);
+    session_ = new_session(true);
+    link_ = std::make_unique<RemoteLink>(
+        ctx_,
+        RemoteLink::Options{options_.connect, options_.connect_timeout, options_.reconnect_timeout,
+                            options_.heartbeat_interval,
+                            static_cast<std::uint32_t>(options_.heartbeat_liveness)},
+        *session_);
     return;
   }
   processes_ = options_.processes > 0
@@ -87,6 +92,7 @@ void PoolCore::start_local() {
     a.parent_fd = fds[0];
     a.heartbeat_ms = static_cast<std::uint32_t>(options_.heartbeat_interval.count());
     a.liveness = static_cast<std::uint32_t>(options_.heartbeat_liveness);
+    a.grace = std::chrono::milliseconds(0);  // terminate() kills at once
     int rc = 1;
     try {
       rc = worker::run_agent(a);
@@ -101,7 +107,7 @@ void PoolCore::start_local() {
 
   try {
     // The broker thread serves this pool's session directly: no client socket at all.
-    session_ = new_session();
+    session_ = new_session(false);
     broker_ = std::make_unique<broker::Loop>(ctx_, "", backend, session_.get());
     broker_thread_ = std::thread([this] { broker_->run(); });
   } catch (...) {
@@ -135,9 +141,10 @@ PoolCore::~PoolCore() {
 }
 
 // Executors that count chunks for maxtasksperchild must see each call as one: no batches.
-std::unique_ptr<Session> PoolCore::new_session() const {
+// A cluster session keeps what it sent until answered: a broker may restart.
+std::unique_ptr<Session> PoolCore::new_session(bool cluster) const {
   return std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
-                                   options_.maxtasksperchild == 0);
+                                   options_.maxtasksperchild == 0, cluster);
 }
 
 std::uint64_t PoolCore::new_job() {

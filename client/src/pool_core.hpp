@@ -36,7 +36,7 @@ class PoolCore {
  private:
   enum class State { running, closed, terminated, joined };
 
-  std::unique_ptr<Session> new_session() const;
+  std::unique_ptr<Session> new_session(bool cluster) const;
   void start_local();
   void stop_agent(bool kill_now);
 

@@ -3,6 +3,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <random>
+
+#include "host.hpp"
 #include "log.hpp"
 
 namespace mqpool::detail {
@@ -66,8 +69,8 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(std::uint32_t max_retries, bool coalesce)
-    : max_retries_(max_retries), coalesce_(coalesce) {
+Session::Session(std::uint32_t max_retries, bool coalesce, bool keep_sent)
+    : max_retries_(max_retries), coalesce_(coalesce), keep_sent_(keep_sent) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -192,6 +195,7 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
         specs.push_back({seq_of(batch_id, 0), static_cast<std::uint32_t>(end - o), op.fn, 0,
                          max_retries_, true});
         msg.frames.push_back(proto::to_frame(std::move(args)));
+        keep(specs.back(), msg.frames.back());
         if (specs.size() == kChunksPerSubmit) flush();
         o = end - 1;  // the loop's ++o moves past the batch
         continue;
@@ -199,11 +203,9 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
     }
     if (op.kind == Op::fail_all) {
       flush();
-      for (auto& [id, rec] : jobs_) rec.job->fail(*op.error);
-      jobs_.clear();
+      fail_outstanding(*op.error);
       out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
       std::lock_guard lock(mu_);
-      pending_ = 0;
       ++fails_done_;
       cv_.notify_all();
       continue;
@@ -216,6 +218,7 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
       rec.outstanding += c.count;
       specs.push_back({seq_of(op.job_id, c.first), c.count, op.fn, op.timeout_ms, max_retries_});
       msg.frames.push_back(proto::to_frame(std::move(c.args)));
+      keep(specs.back(), msg.frames.back());
       if (specs.size() == kChunksPerSubmit) flush();
     }
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
@@ -223,6 +226,54 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
   flush();
   ops_taken_.clear();
   return true;
+}
+
+void Session::keep(const proto::ChunkSpec& spec, zmq::message_t& args) {
+  if (!keep_sent_) return;
+  SentChunk& c = sent_[spec.seq];
+  c.spec = spec;
+  c.args.copy(args);  // refcounted: shares the buffer
+  c.remaining = spec.count;
+}
+
+// `fresh` new outcomes arrived for tasks from `seq` on: they lie inside one sent chunk
+// (the broker splits chunks but never merges them).
+void Session::answered(std::uint64_t seq, std::uint32_t fresh) {
+  auto it = sent_.upper_bound(seq);
+  if (it == sent_.begin()) return;
+  --it;
+  if (seq >= it->first + it->second.spec.count) return;
+  it->second.remaining -= std::min(it->second.remaining, fresh);
+  if (it->second.remaining == 0) sent_.erase(it);
+}
+
+void Session::resubmit(std::vector<proto::Message>& out) {
+  std::vector<proto::ChunkSpec> specs;
+  proto::Message msg;
+  msg.cmd = proto::Cmd::submit;
+  auto flush = [&] {
+    msg.header = proto::encode(specs);
+    out.push_back(std::move(msg));
+    msg = proto::Message{};
+    msg.cmd = proto::Cmd::submit;
+    specs.clear();
+  };
+  for (auto& [seq, c] : sent_) {
+    specs.push_back(c.spec);
+    msg.frames.emplace_back();
+    msg.frames.back().copy(c.args);
+    if (specs.size() == kChunksPerSubmit) flush();
+  }
+  if (!specs.empty()) flush();
+}
+
+void Session::fail_outstanding(const WireError& e) {
+  for (auto& [id, rec] : jobs_) rec.job->fail(e);
+  jobs_.clear();
+  sent_.clear();
+  std::lock_guard lock(mu_);
+  pending_ = 0;
+  cv_.notify_all();
 }
 
 void Session::deliver(proto::Message& m) {
@@ -248,6 +299,7 @@ void Session::deliver(proto::Message& m) {
     Reader values(m.frames[2 * i + 1].data(), m.frames[2 * i + 1].size());
     const std::uint32_t fresh = rec.job->deliver(first, specs[i].count, values, errors);
     if (!values.at_end()) log().warn("client: result chunk has trailing bytes; ignored");
+    if (keep_sent_) answered(specs[i].seq, fresh);
     rec.outstanding -= std::min<std::uint64_t>(rec.outstanding, fresh);
     settled += fresh;
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
@@ -259,32 +311,29 @@ void Session::deliver(proto::Message& m) {
 
 namespace mqpool::detail {
 
-RemoteLink::RemoteLink(zmq::context_t& ctx, const std::string& endpoint, Session& session,
-                       std::chrono::milliseconds connect_timeout)
-    : sock_(ctx, zmq::socket_type::dealer), session_(session) {
+namespace {
+std::uint64_t random_session() {
+  std::random_device rd;
+  return std::uint64_t{rd()} << 32 | rd();
+}
+}  // namespace
+
+RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
+    : options_(std::move(options)), sock_(ctx, zmq::socket_type::dealer), session_(session) {
   sock_.set(zmq::sockopt::sndhwm, 0);
   sock_.set(zmq::sockopt::rcvhwm, 0);
   sock_.set(zmq::sockopt::linger, 0);
   sock_.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-  // ZeroMQ connects in the background and retries for ever; a pool on a wrong address
-  // should say so instead. The socket monitor reports the finished ZMTP handshake.
-  const std::string addr = "inproc://mqpool-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  if (zmq_socket_monitor(sock_.handle(), addr.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
-    throw zmq::error_t();
-  zmq::socket_t mon(ctx, zmq::socket_type::pair);
-  mon.set(zmq::sockopt::linger, 0);
-  mon.connect(addr);
+  // A lost broker is looked for again at growing intervals, up to a few seconds.
+  sock_.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  hello_ = proto::Hello{random_session(), host_pid(),
+                        static_cast<std::uint32_t>(options_.heartbeat.count()), options_.liveness};
   try {
-    sock_.connect(endpoint);
+    sock_.connect(options_.endpoint);
   } catch (const zmq::error_t& e) {
-    throw ConnectionError("cannot connect to broker " + endpoint + ": " + e.what());
+    throw error(std::string("cannot connect: ") + e.what());
   }
-  zmq::pollitem_t item{mon.handle(), 0, ZMQ_POLLIN, 0};
-  const bool ok = zmq::poll(&item, 1, connect_timeout) > 0;
-  zmq_socket_monitor(sock_.handle(), nullptr, 0);
-  if (!ok)
-    throw ConnectionError("no broker answered at " + endpoint + " within " +
-                          std::to_string(connect_timeout.count()) + " ms");
+  handshake();
   thread_ = std::thread([this] { run(); });
 }
 
@@ -293,33 +342,147 @@ RemoteLink::~RemoteLink() {
   thread_.join();
 }
 
+WireError RemoteLink::gone() const {
+  return WireError{ErrorCode::connection, "",
+                   "no broker at " + options_.endpoint + " for more than " +
+                       std::to_string(options_.reconnect_timeout.count()) + " ms (PoolOptions::reconnect_timeout)",
+                   "", ""};
+}
+
+ConnectionError RemoteLink::error(const std::string& what) const {
+  return ConnectionError("broker " + options_.endpoint + ": " + what);
+}
+
+// ZeroMQ connects in the background and retries for ever; a pool on a wrong address
+// should say so instead. WELCOME proves that a broker's client endpoint answered.
+void RemoteLink::handshake() {
+  send(proto::make(proto::Cmd::hello, hello_));
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+  while (true) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0)
+      throw ConnectionError("no broker answered at " + options_.endpoint + " within " +
+                            std::to_string(options_.connect_timeout.count()) + " ms");
+    std::optional<proto::Message> m;
+    try {
+      m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
+    } catch (const SerializationError&) {
+      continue;  // not for us; keep waiting
+    }
+    if (!m) continue;
+    if (m->cmd == proto::Cmd::refused) throw error(proto::decode<proto::Bye>(*m).reason);
+    if (m->cmd != proto::Cmd::welcome) continue;
+    welcomed_ = true;
+    last_heard_ = Clock::now();
+    next_beat_ = last_heard_ + options_.heartbeat;
+    return;
+  }
+}
+
+void RemoteLink::send(proto::Message&& m) { proto::send(sock_, std::move(m), false); }
+
 void RemoteLink::run() {
   zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, session_.wake_fd(), ZMQ_POLLIN, 0}};
   std::vector<proto::Message> out;
   while (true) {
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_beat_ - Clock::now());
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
+      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
       if (e.num() != EINTR) throw;
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      if (!session_.take(out, true)) return;
-      for (proto::Message& m : out) proto::send(sock_, std::move(m), false);
+      if (!session_.take(out, true)) {
+        // Leaving: the broker drops this client's work now rather than at its expiry.
+        sock_.set(zmq::sockopt::linger, 200);
+        if (welcomed_) send(proto::make(proto::Cmd::bye, proto::Bye{"the pool is closing"}));
+        return;
+      }
+      // Unsent while the broker is lost: the chunks are kept and go with the resubmission.
+      if (welcomed_)
+        for (proto::Message& m : out) send(std::move(m));
       out.clear();
+      if (expired_) session_.fail_outstanding(gone());
     }
     if (items[0].revents & ZMQ_POLLIN) {
       for (int i = 0; i < kDrainBatch; ++i) {
         try {
           std::optional<proto::Message> m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
           if (!m) break;
-          session_.deliver(*m);
+          on_message(*m, Clock::now());
         } catch (const SerializationError& e) {
           log().warn("client: dropped a malformed message from the broker: {}", e.what());
         }
       }
     }
+    beat(Clock::now());
+  }
+}
+
+void RemoteLink::on_message(proto::Message& m, Clock::time_point now) {
+  last_heard_ = now;
+  switch (m.cmd) {
+    case proto::Cmd::result:
+      session_.deliver(m);
+      return;
+    case proto::Cmd::welcome:
+      if (welcomed_) return;  // the answer to a HELLO that an earlier one already had
+      welcomed_ = true;
+      expired_ = false;
+      if (session_.unanswered() > 0) {
+        log().info("client: broker {} is back; sending {} unanswered chunks again",
+                   options_.endpoint, session_.unanswered());
+        std::vector<proto::Message> again;
+        session_.resubmit(again);
+        for (proto::Message& a : again) send(std::move(a));
+      }
+      return;
+    case proto::Cmd::reset:
+      if (welcomed_) lose(now, "it does not know this client (restarted, or dropped it)");
+      return;
+    case proto::Cmd::bye:
+    case proto::Cmd::refused: {
+      const std::string reason = proto::decode<proto::Bye>(m).reason;
+      log().warn("client: broker {}: {}", options_.endpoint, reason);
+      session_.fail_outstanding(WireError{ErrorCode::connection, "", "broker " + options_.endpoint + ": " + reason, "", ""});
+      welcomed_ = false;
+      lost_since_ = now;
+      return;
+    }
+    default:
+      return;  // HEARTBEAT: its arrival is all it says
+  }
+}
+
+// The broker is lost: greet it again (it answers once it is back); the unanswered
+// chunks go again after its WELCOME.
+void RemoteLink::lose(Clock::time_point now, const std::string& why) {
+  log().warn("client: lost broker {}: {}; reconnecting", options_.endpoint, why);
+  welcomed_ = false;
+  lost_since_ = now;
+  send(proto::make(proto::Cmd::hello, hello_));
+}
+
+// Once per heartbeat interval: a HEARTBEAT while the broker is known, a HELLO while it
+// is lost, and the expiries of both.
+void RemoteLink::beat(Clock::time_point now) {
+  if (now < next_beat_) return;
+  next_beat_ = now + options_.heartbeat;
+  if (welcomed_ && now - last_heard_ > options_.heartbeat * options_.liveness) {
+    lose(now, "no heartbeat for " + std::to_string((options_.heartbeat * options_.liveness).count()) + " ms");
+    return;
+  }
+  if (welcomed_) {
+    send(proto::make(proto::Cmd::heartbeat, std::vector<int>{}));
+    return;
+  }
+  send(proto::make(proto::Cmd::hello, hello_));
+  if (!expired_ && now - lost_since_ > options_.reconnect_timeout) {
+    expired_ = true;
+    session_.fail_outstanding(gone());
   }
 }
 

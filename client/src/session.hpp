@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,8 +26,10 @@ namespace mqpool::detail {
 class Session final : public broker::LocalClient {
  public:
   // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
-  // executors count chunks for maxtasksperchild: each call must count).
-  Session(std::uint32_t max_retries, bool coalesce);
+  // executors count chunks for maxtasksperchild: each call must count). `keep_sent`:
+  // every chunk sent is kept until all its outcomes are in, so that it can be sent
+  // again to a broker that lost it (a cluster pool; a local broker cannot lose work).
+  Session(std::uint32_t max_retries, bool coalesce, bool keep_sent = false);
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -50,6 +53,13 @@ class Session final : public broker::LocalClient {
   int wake_fd() const override { return wake_fd_; }
   bool take(std::vector<proto::Message>& out, bool loop_thread) override;
   void deliver(proto::Message& m) override;
+  // SUBMITs of every chunk sent that still lacks an outcome (keep_sent only): for a
+  // broker that restarted or forgot this client. The job drops outcomes it already has.
+  void resubmit(std::vector<proto::Message>& out);
+  // Fails every task without an outcome with `e`, sending nothing (the broker is gone).
+  void fail_outstanding(const WireError& e);
+  // Chunks kept for resubmission (keep_sent only).
+  std::size_t unanswered() const { return sent_.size(); }
 
  private:
   struct Op {
@@ -69,9 +79,18 @@ class Session final : public broker::LocalClient {
   };
 
   // A whole job of one task without a time limit: it may travel in a coalesced batch.
+  // A chunk sent to the broker and not yet answered in full (keep_sent only).
+  struct SentChunk {
+    proto::ChunkSpec spec;
+    zmq::message_t args;     // shares the sent frame's buffer
+    std::uint32_t remaining;  // tasks without an outcome
+  };
+
   static bool single(const Op& op);
   bool push(Op&& op);
   void settle(std::uint64_t done);
+  void keep(const proto::ChunkSpec& spec, zmq::message_t& args);
+  void answered(std::uint64_t seq, std::uint32_t fresh);
 
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
@@ -79,6 +98,8 @@ class Session final : public broker::LocalClient {
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
   std::vector<Op> ops_taken_;                        // driver thread only
   std::uint64_t next_batch_ = 0;                     // driver thread only
+  bool keep_sent_;
+  std::map<std::uint64_t, SentChunk> sent_;          // driver thread only; by first seq
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
@@ -90,21 +111,44 @@ class Session final : public broker::LocalClient {
 };
 
 // A cluster pool's link to a remote broker: a thread that owns a DEALER and drives a
-// Session over it.
+// Session over it. It greets the broker (HELLO, WELCOME), heartbeats both ways, and when
+// the broker is lost (silence, RESET after a restart) greets it again and resubmits
+// every unanswered chunk; a broker gone longer than `reconnect_timeout`, or one that
+// says BYE, fails the outstanding tasks with ConnectionError.
 class RemoteLink {
  public:
-  // Connects, waits up to `connect_timeout` for the handshake (ConnectionError if it does
-  // not complete), then starts the thread.
-  RemoteLink(zmq::context_t& ctx, const std::string& endpoint, Session& session,
-             std::chrono::milliseconds connect_timeout);
-  // Stops the session and the thread.
+  struct Options {
+    std::string endpoint;
+    std::chrono::milliseconds connect_timeout{10000};
+    std::chrono::milliseconds reconnect_timeout{60000};
+    std::chrono::milliseconds heartbeat{1000};
+    std::uint32_t liveness = 3;
+  };
+  // Connects and waits up to `connect_timeout` for the broker's WELCOME; throws
+  // ConnectionError naming the endpoint if none comes, or if the endpoint refuses (a
+  // worker endpoint). Then starts the thread.
+  RemoteLink(zmq::context_t& ctx, Options options, Session& session);
+  // Says BYE (the broker drops this client's work), stops the session and the thread.
   ~RemoteLink();
 
  private:
+  using Clock = std::chrono::steady_clock;
+  void handshake();
   void run();
+  void on_message(proto::Message& m, Clock::time_point now);
+  void beat(Clock::time_point now);
+  void lose(Clock::time_point now, const std::string& why);
+  void send(proto::Message&& m);
+  ConnectionError error(const std::string& what) const;
+  WireError gone() const;
 
+  Options options_;
   zmq::socket_t sock_;
   Session& session_;
+  proto::Hello hello_;
+  bool welcomed_ = false;  // the broker knows this client now
+  bool expired_ = false;   // lost for longer than reconnect_timeout: work fails at once
+  Clock::time_point last_heard_{}, lost_since_{}, next_beat_{};
   std::thread thread_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -59,10 +60,30 @@ class Harness {
   BrokerCore core;
   TimePoint now = TimePoint{} + std::chrono::hours(1);
 
-  void hello(std::uint64_t agent) {
-    core.on_worker(
-        proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host"}, proto::agent_id(agent)),
-        now);
+  // An agent says hello, announcing `tasks` (the default task "fn" unless told).
+  void hello(std::uint64_t agent, std::vector<std::string> tasks = {"fn"}) {
+    core.on_worker(proto::make(Cmd::agent_hello,
+                               proto::AgentHello{agent, 1, "host", std::move(tasks), 1, 1000, 3},
+                               proto::agent_id(agent)),
+                   now);
+    expect_welcome(proto::agent_id(agent));
+  }
+  // A client says hello (as a cluster client does before it submits).
+  // `remember` false: submit() will not know it greeted (for tests of many clients).
+  void greet(const std::string& client, std::uint32_t heartbeat_ms = 1000, bool remember = true) {
+    core.on_client(proto::make(Cmd::hello, proto::Hello{7, client, heartbeat_ms, 3}, client), now);
+    expect_welcome(client);
+    if (remember) greeted_.push_back(client);
+  }
+  // The greeting's WELCOME is checked and consumed; what was queued before it stays
+  // for take().
+  void expect_welcome(const std::string& peer) {
+    auto out = core.take_outbox();
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.back().msg.cmd, Cmd::welcome);
+    EXPECT_EQ(out.back().msg.peer, peer);
+    out.pop_back();
+    for (auto& o : out) held_.push_back(std::move(o));
   }
   // An executor joins; its routing id is executor_id(agent, pid), as the real one's is.
   void ready(std::uint64_t agent, std::uint32_t pid, std::uint32_t credit = 1,
@@ -71,8 +92,10 @@ class Harness {
                                exec(agent, pid)),
                    now);
   }
+  // Submits from `client`, greeting it first if it has not said hello yet.
   void submit(const std::string& client, std::vector<proto::ChunkSpec> specs,
               const std::vector<std::string>& args) {
+    if (std::find(greeted_.begin(), greeted_.end(), client) == greeted_.end()) greet(client);
     proto::Message m = proto::make(Cmd::submit, specs, client);
     for (const auto& a : args) m.frames.emplace_back(a.data(), a.size());
     core.on_client(std::move(m), now);
@@ -89,6 +112,7 @@ class Harness {
     submit(client, std::move(specs), args);
   }
   void cancel(const std::string& client) {
+    if (std::find(greeted_.begin(), greeted_.end(), client) == greeted_.end()) greet(client);
     core.on_client(proto::make(Cmd::cancel, std::vector<int>{}, client), now);
   }
   void exited(std::uint64_t agent, std::uint32_t pid, std::string reason, bool planned = false) {
@@ -132,9 +156,15 @@ class Harness {
   // task is (10 us).
   void teach_cheap() { teach(std::chrono::microseconds(10)); }
 
+  std::vector<std::string> greeted_;
+  std::vector<mqpool::broker::Outgoing> held_;  // queued before a greeting's WELCOME
+
   std::vector<Sent> take() {
     std::vector<Sent> out;
-    for (auto& o : core.take_outbox()) {
+    std::vector<mqpool::broker::Outgoing> all;
+    all.swap(held_);
+    for (auto& o : core.take_outbox()) all.push_back(std::move(o));
+    for (auto& o : all) {
       Sent s;
       s.side = o.side;
       s.peer = o.msg.peer;
@@ -148,6 +178,13 @@ class Harness {
           break;
         case Cmd::kill:
           s.kill_pid = proto::decode<proto::Kill>(o.msg).pid;
+          break;
+        case Cmd::welcome:
+        case Cmd::reset:
+        case Cmd::heartbeat:
+        case Cmd::bye:
+        case Cmd::refused:
+        case Cmd::status:
           break;
         default:
           ADD_FAILURE() << "the broker sent command " << int(o.msg.cmd);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <csignal>
 #include <cstring>
 #include <random>
@@ -52,18 +54,27 @@ class Agent {
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::routing_id, proto::agent_id(id_));
     sock.set(zmq::sockopt::linger, 1000);
+    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);  // a lost broker: back off to 5 s
     sock.connect(options_.endpoint);
     sock_ = &sock;
-    proto::send(sock, proto::make(proto::Cmd::agent_hello, hello()), false);
+    send(proto::make(proto::Cmd::agent_hello, hello()));
     for (int i = 0; i < options_.processes; ++i) spawn();
 
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, sfd, ZMQ_POLLIN, 0},
                                {nullptr, options_.parent_fd, ZMQ_POLLIN, 0}};
     const int nitems = options_.parent_fd >= 0 ? 3 : 2;
-    while (!stopping_) {
+    last_heard_ = next_beat_ = Clock::now();
+    while (!stopping_ && !(draining_ && children_.empty())) {
+      const auto now = Clock::now();
+      if (draining_ && now >= drain_deadline_) {
+        for (pid_t pid : children_) kill(pid, SIGKILL);  // past the grace: handed back
+        drain_deadline_ = TimePoint::max();
+      }
+      const auto until = std::min(next_beat_, drain_deadline_);
       try {
-        zmq::poll(items, nitems, std::chrono::milliseconds(-1));
+        zmq::poll(items, nitems, std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now),
+                                          std::chrono::milliseconds(0)));
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
         continue;
@@ -74,13 +85,17 @@ class Agent {
         char buf[64];
         if (read(options_.parent_fd, buf, sizeof buf) <= 0) stopping_ = true;  // client gone
       }
+      beat(Clock::now());
     }
     shutdown();
     close(sfd);
-    return 0;
+    return exit_code_;
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  using TimePoint = Clock::time_point;
+
   proto::AgentHello hello() const {
     return proto::AgentHello{id_,
                              static_cast<std::uint32_t>(getpid()),
@@ -90,6 +105,8 @@ class Agent {
                              options_.heartbeat_ms,
                              options_.liveness};
   }
+
+  void send(proto::Message&& m) { proto::send(*sock_, std::move(m), false); }
 
   void spawn() {
     const pid_t pid = fork();
@@ -101,27 +118,102 @@ class Agent {
     children_.insert(pid);
   }
 
+  // Heartbeats both ways (Paranoid Pirate): a broker silent for the liveness window is
+  // lost, and the agent greets it again every interval until one answers (a restarted
+  // broker learns this agent's tasks and can send it KILLs again).
+  void beat(TimePoint now) {
+    if (now < next_beat_) return;
+    next_beat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
+    if (welcomed_ && now - last_heard_ > std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness) {
+      detail::log().warn("agent: lost the broker at {}; reconnecting", options_.endpoint);
+      welcomed_ = false;
+    }
+    if (welcomed_)
+      send(proto::make(proto::Cmd::heartbeat, std::vector<int>{}));
+    else
+      send(proto::make(proto::Cmd::agent_hello, hello()));
+  }
+
   void on_broker() {
     while (true) {
       std::optional<proto::Message> m;
       try {
         m = proto::recv(*sock_, false, zmq::recv_flags::dontwait);
         if (!m) return;
-        if (m->cmd != proto::Cmd::kill) continue;
-        const auto pid = static_cast<pid_t>(proto::decode<proto::Kill>(*m).pid);
-        if (children_.count(pid)) kill(pid, SIGKILL);  // only ever our own children
+        last_heard_ = Clock::now();
+        handle(*m);
       } catch (const SerializationError& e) {
         detail::log().warn("agent: dropped a malformed message: {}", e.what());
       }
     }
   }
 
+  void handle(proto::Message& m) {
+    switch (m.cmd) {
+      case proto::Cmd::kill: {
+        const auto pid = static_cast<pid_t>(proto::decode<proto::Kill>(m).pid);
+        if (children_.count(pid)) kill(pid, SIGKILL);  // only ever our own children
+        return;
+      }
+      case proto::Cmd::welcome:
+        if (!welcomed_ && !ever_welcomed_ && options_.parent_fd < 0) announce();
+        if (!welcomed_ && ever_welcomed_) detail::log().info("agent: back with the broker at {}", options_.endpoint);
+        welcomed_ = ever_welcomed_ = true;
+        return;
+      case proto::Cmd::reset:
+        welcomed_ = false;
+        send(proto::make(proto::Cmd::agent_hello, hello()));
+        return;
+      case proto::Cmd::bye:
+        detail::log().warn("agent: the broker at {} stopped ({}); waiting for it to come back",
+                           options_.endpoint, proto::decode<proto::Bye>(m).reason);
+        welcomed_ = false;
+        return;
+      case proto::Cmd::refused: {
+        const std::string reason = proto::decode<proto::Bye>(m).reason;
+        std::fprintf(stderr, "mqpool worker: %s refused this worker: %s\n", options_.endpoint.c_str(),
+                     reason.c_str());
+        exit_code_ = 1;
+        stopping_ = true;
+        return;
+      }
+      default:
+        return;  // HEARTBEAT: its arrival is all it says
+    }
+  }
+
+  // One line on stdout when a standalone worker first reaches its broker.
+  void announce() const {
+    std::string tasks;
+    for (const std::string& t : detail::Registry::instance().names()) tasks += (tasks.empty() ? "" : ", ") + t;
+    std::printf("mqpool worker: connected to %s as %s (pid %d): %d executors, tasks: %s\n",
+                options_.endpoint.c_str(), detail::hostname().c_str(), static_cast<int>(getpid()),
+                options_.processes, tasks.c_str());
+    std::fflush(stdout);
+  }
+
   void on_signal(int sfd) {
     signalfd_siginfo info;
     while (read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) stopping_ = true;
+      if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) stop_signal();
     }
     reap();
+  }
+
+  // SIGTERM/SIGINT: with a grace period, the broker sends no more work, executors
+  // finish the TASK they run and leave, and what they held but had not started goes
+  // back to the broker (a planned exit); past the grace they are killed, and their work
+  // is handed back the same way. Without one (a local pool's terminate), all die now.
+  void stop_signal() {
+    if (options_.grace.count() == 0 || draining_) {
+      stopping_ = true;
+      return;
+    }
+    draining_ = true;
+    drain_deadline_ = Clock::now() + options_.grace;
+    detail::log().info("agent: stopping; running tasks may finish for {} ms", options_.grace.count());
+    send(proto::make(proto::Cmd::leaving, std::vector<int>{}));
+    for (pid_t pid : children_) kill(pid, SIGTERM);
   }
 
   // Collects every child that has ended, tells the broker, and forks replacements.
@@ -130,11 +222,11 @@ class Agent {
     pid_t pid;
     while (!children_.empty() && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
       if (!children_.erase(pid)) continue;
-      const bool planned = WIFEXITED(status) && WEXITSTATUS(status) == kPlannedExit;
+      const bool planned = draining_ || (WIFEXITED(status) && WEXITSTATUS(status) == kPlannedExit);
       proto::Exited e{static_cast<std::uint32_t>(pid), describe_exit(status), planned};
       if (!planned) detail::log().info("agent: executor {} {}", pid, e.reason);
-      proto::send(*sock_, proto::make(proto::Cmd::exited, e), false);
-      if (!stopping_) spawn();
+      send(proto::make(proto::Cmd::exited, e));
+      if (!stopping_ && !draining_) spawn();
     }
   }
 
@@ -152,6 +244,12 @@ class Agent {
   zmq::socket_t* sock_ = nullptr;
   std::set<pid_t> children_;
   bool stopping_ = false;
+  bool draining_ = false;
+  bool welcomed_ = false;
+  bool ever_welcomed_ = false;
+  int exit_code_ = 0;
+  TimePoint last_heard_{}, next_beat_{};
+  TimePoint drain_deadline_ = TimePoint::max();
 };
 
 }  // namespace

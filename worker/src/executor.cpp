@@ -71,6 +71,7 @@ class Heartbeat {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::routing_id, id_);
     sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
     sock.connect(options_.endpoint);
     const auto interval = std::chrono::milliseconds(options_.heartbeat_ms);
     auto last_echo = std::chrono::steady_clock::now();
@@ -89,9 +90,18 @@ class Heartbeat {
       // Short polls so that the destructor's stop flag is seen promptly.
       zmq::poll(&item, 1, std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
       while (true) {
-        zmq::message_t m;
-        if (!sock.recv(m, zmq::recv_flags::dontwait)) break;
-        last_echo = std::chrono::steady_clock::now();  // any frame from the broker is an echo
+        std::optional<proto::Message> m;
+        try {
+          m = proto::recv(sock, false, zmq::recv_flags::dontwait);
+        } catch (const SerializationError&) {
+          continue;  // consumed; not an echo
+        }
+        if (!m) break;
+        if (m->cmd == proto::Cmd::reset) {
+          lost_ = true;  // the broker does not know this executor (restarted, or expired it)
+          continue;
+        }
+        last_echo = std::chrono::steady_clock::now();
       }
     }
   }
@@ -104,11 +114,19 @@ class Heartbeat {
   std::thread thread_;
 };
 
+// SIGTERM from a draining agent: finish the TASK being run, answer it, leave.
+volatile std::sig_atomic_t g_leave = 0;
+extern "C" void on_leave(int) { g_leave = 1; }
+
 void restore_signals() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGPIPE}) signal(s, SIG_DFL);
+  for (int s : {SIGCHLD, SIGINT, SIGPIPE}) signal(s, SIG_DFL);
+  struct sigaction sa {};
+  sa.sa_handler = on_leave;
+  sa.sa_flags = SA_RESTART;  // a task's own system calls go on; ZeroMQ's wait returns EINTR
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
 }  // namespace
@@ -139,6 +157,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     sock.set(zmq::sockopt::rcvhwm, 0);
     sock.set(zmq::sockopt::sndhwm, 0);
     sock.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
+    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
     sock.connect(options.endpoint);
 
     std::optional<WireError> init_error;
@@ -168,7 +187,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     sock.set(zmq::sockopt::rcvtimeo, static_cast<int>(options.heartbeat_ms));
 
     int chunks_done = 0;
-    while (max == 0 || chunks_done < max) {
+    while ((max == 0 || chunks_done < max) && g_leave == 0) {
       if (heartbeat.lost()) proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
       std::optional<proto::Message> m;
       try {
@@ -177,6 +196,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
         detail::log().warn("executor: dropped a malformed message: {}", e.what());
         continue;
       } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // SIGTERM: the loop's condition says leave
         code = 1;
         break;
       }
