@@ -1,5 +1,8 @@
 // `mqpool bench`: the workloads of shared/bench/README.md, one JSON line each, in the
 // format of peers.py. Every workload checks its answers; a wrong one is a failure.
+// cluster_apply_async_tiny and cluster_map_tiny start their own `mqpool broker` and
+// `mqpool worker` (this executable) on tcp loopback; with --connect they are the plain
+// workloads on that cluster (bench.cpp's header comment).
 #pragma once
 
 #include <string>
@@ -23,7 +26,7 @@ void add_bench_options(CLI::App& sub, BenchOptions& opts);
 
 // Runs the selected workloads and prints one JSON object per line on stdout.
 // Returns 0, 1 if a workload failed or computed a wrong answer (message on stderr),
-// 2 for a usage error (an unknown or not yet available workload name).
+// 2 for a usage error (an unknown workload name).
 int run_bench(const BenchOptions& opts);
 
 }  // namespace mqpool::cli
