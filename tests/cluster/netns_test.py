@@ -17,8 +17,9 @@ Scenarios (positional arguments; default: all):
   broker_restart  SIGKILL the broker at 30 % and restart it on the same endpoints
   link_cut        w1's link down for 8 s at 30 %: the job finishes on w2 before the link
                   is back (its tasks retried within the heartbeat expiry), then w1
-                  rejoins (a second job served by both hosts)
-  two_clients     two clients (hosts client and client2) at once, both served, both right
+                  rejoins (the same client's second job, other indices, served by both)
+  two_clients     two clients (hosts client and client2) released at once: both right,
+                  and each gets at least 10 % of the results while both jobs run
 
 Exit status: 0 all passed; 1 a scenario failed; 2 bad usage; 77 skipped (not root, no
 ip/unshare, or network namespaces not permitted here).
