@@ -324,8 +324,9 @@ bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
     if (!specs.empty()) {  // bundle only what is known to be cheap, and that e can run
       auto cost = cost_.find(ch.spec.fn);
       if (cost == cost_.end() || !knows(e, ch.spec.fn)) break;
-      work += cost->second * ch.spec.count;
-      if (work > kBundleWork) break;
+      const Clock::duration more = cost->second * ch.spec.count;
+      if (work + more > kBundleWork) break;
+      work += more;
     }
     if (alone && e.inflight > 0) return false;  // ready_ gave the least-loaded executor first
     if (ch.spec.coalesced && ch.spec.count > 1) {

@@ -226,6 +226,33 @@ TEST(BrokerFairness, TurnsFollowWorkDoneNotMessagesSent) {
   EXPECT_GT(tasks_by_client["fast"], 5 * tasks_by_client["slow"]);
 }
 
+// A batch of apply_async calls goes out a piece at a time; each piece is charged what it
+// holds, not the rest of the batch it was cut from, so a caller with many calls gets its
+// turns beside a map.
+TEST(BrokerFairness, ABatchOfCallsIsChargedPerPieceSent) {
+  Harness h;
+  h.teach(std::chrono::microseconds(1000));
+  h.ready(1, 10, 1);
+  h.ready(1, 11, 1);
+  h.submit_singles("mapper", 0, 400);
+  proto::ChunkSpec batch = chunk(std::uint64_t{1} << 40, 40);
+  batch.coalesced = true;
+  h.submit("caller", {batch}, {int_args(0, 40)});
+  std::map<std::string, std::uint32_t> answered;
+  for (int round = 0; round < 40; ++round) {
+    for (const auto& s : h.take()) {
+      if (s.cmd == Cmd::result)
+        for (const auto& r : s.results) answered[s.peer] += r.count;
+      if (s.cmd != Cmd::task) continue;
+      for (const auto& t : s.tasks) h.now += milliseconds(1) * t.count;
+      h.answer(s);
+    }
+  }
+  // Equal cost per task: the two clients' shares of the answered tasks are about equal.
+  EXPECT_GT(answered["caller"], answered["mapper"] / 2);
+  EXPECT_GT(answered["mapper"], answered["caller"] / 2);
+}
+
 TEST(BrokerTaskNames, AnExecutorGetsOnlyTasksItsAgentAnnounced) {
   Harness h;
   h.hello(1, {"a"});
