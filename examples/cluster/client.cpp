@@ -106,8 +106,7 @@ int run(mqpool::Pool& pool, const Args& args) {
       ++served[{host, pid}];
       hosts.insert(host);
     }
-    std::cout << "progress " << done << '/' << args.tasks << " hosts " << hosts.size()
-              << std::endl;
+    std::cout << "progress " << done << '/' << args.tasks << " hosts " << hosts.size() << std::endl;
   }
 
   for (const auto& [agent, count] : served)
@@ -122,8 +121,7 @@ int run(mqpool::Pool& pool, const Args& args) {
   }
   std::cout << "all " << done << " answers correct" << std::endl;
   if (static_cast<std::int64_t>(hosts.size()) < args.expect_hosts) {
-    std::cerr << "only " << hosts.size() << " hosts served; expected " << args.expect_hosts
-              << '\n';
+    std::cerr << "only " << hosts.size() << " hosts served; expected " << args.expect_hosts << '\n';
     return 3;
   }
   return 0;
