@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <spawn.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 
 #include <sstream>
@@ -67,7 +68,9 @@ inline int count_files(const std::string& dir, const std::string& prefix) {
 // reaped on destruction if still running, so that a failed assertion leaves nothing.
 class Scenario {
  public:
-  Scenario(const std::string& name, const std::string& dir, std::vector<std::string> args = {}) {
+  // `stderr_path`: where its standard error goes (inherited when empty).
+  Scenario(const std::string& name, const std::string& dir, std::vector<std::string> args = {},
+           const std::string& stderr_path = {}) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
     env.push_back("MQPOOL_FAILURE_SCENARIO=" + name);
@@ -79,8 +82,13 @@ class Scenario {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data()) != 0)
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (!stderr_path.empty())
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data()) != 0)
       pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
   }
   ~Scenario() { kill(); }
   Scenario(const Scenario&) = delete;
@@ -93,6 +101,17 @@ class Scenario {
     ::kill(pid_, SIGKILL);
     int status = -1;
     ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+  void signal(int sig) const {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // Reaps it if it ends within `limit`: its wait status, or nothing (still running).
+  std::optional<int> wait_for(std::chrono::milliseconds limit) {
+    if (pid_ <= 0) return std::nullopt;
+    int status = -1;
+    if (!eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit)) return std::nullopt;
     pid_ = -1;
     return status;
   }

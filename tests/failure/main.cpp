@@ -47,6 +47,22 @@ int orphan_client(const std::string& dir) {
   std::_Exit(4);
 }
 
+// A cluster client (of the broker on <dir>/front) whose tasks block: one runs on the
+// only executor, three wait behind it. Once it runs, it writes "<client> <executor>"
+// to <dir>/ready and waits to be killed (exit 3: the task did not start; 4: not killed).
+int cluster_client(const std::string& dir) {
+  mqpool::Pool pool(mqpool::PoolOptions{.connect = "ipc://" + dir + "/front"});
+  std::vector<mqpool::AsyncResult<std::int64_t>> waiting;
+  for (int i = 0; i < 4; ++i)
+    waiting.push_back(pool.apply_async(pid_then_wait, dir + "/dead-" + std::to_string(i),
+                                       dir + "/never", std::int64_t{120000}));
+  const auto a = await_pid_pair(dir + "/dead-0");
+  if (!a) std::_Exit(3);
+  write_file_atomically(dir + "/ready", std::to_string(getpid()) + " " + std::to_string(a->pid));
+  std::this_thread::sleep_for(std::chrono::minutes(2));  // a bound, not synchronisation
+  std::_Exit(4);
+}
+
 }  // namespace
 }  // namespace ftest
 
@@ -55,6 +71,7 @@ int main(int argc, char** argv) {
     const char* dir = std::getenv("MQPOOL_FAILURE_DIR");
     const std::string role = scenario;
     if (role == "orphan_client" && dir != nullptr) return ftest::orphan_client(dir);
+    if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
     // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers).
     if (role == "broker" && dir != nullptr)
       return mqpool::run_broker({"ipc://" + std::string(dir) + "/front",
