@@ -8,7 +8,7 @@ namespace mqpool {
 struct BrokerOptions {
   std::string frontend = "tcp://*:5555";  // clients connect here
   std::string backend = "tcp://*:5556";   // worker agents and executors connect here
-  std::string log_level;                  // trace ... off; empty: MQPOOL_LOG_LEVEL, else warn
+  std::string log_level{};                // trace ... off; empty: MQPOOL_LOG_LEVEL, else warn
 };
 
 // Checks the options, binds both endpoints, prints "mqpool broker: clients on EP,
