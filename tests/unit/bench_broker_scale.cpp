@@ -65,7 +65,7 @@ class Simulation {
       const auto pid = static_cast<std::uint32_t>(i + 1000);
       if (i % kPerAgent == 0)
         timed([&] {
-          core_.on_worker(proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host"},
+          core_.on_worker(proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host", {}},
                                       proto::agent_id(agent)),
                           now_);
         });

@@ -61,7 +61,7 @@ class Harness {
 
   void hello(std::uint64_t agent) {
     core.on_worker(
-        proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host"}, proto::agent_id(agent)),
+        proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host", {}}, proto::agent_id(agent)),
         now);
   }
   // An executor joins; its routing id is executor_id(agent, pid), as the real one's is.

@@ -81,7 +81,7 @@ TEST(ProtocolHeaders, ReadyHelloExitedKill) {
   EXPECT_EQ(ready.max_bundle, 16u);
 
   const auto hello = proto::decode<proto::AgentHello>(
-      proto::make(Cmd::agent_hello, proto::AgentHello{std::uint64_t{1} << 63, 99, "h"}));
+      proto::make(Cmd::agent_hello, proto::AgentHello{std::uint64_t{1} << 63, 99, "h", {}}));
   EXPECT_EQ(hello.agent, std::uint64_t{1} << 63);
   EXPECT_EQ(hello.pid, 99u);
   EXPECT_EQ(hello.host, "h");
