@@ -14,13 +14,14 @@ std::string json_quote(std::string_view s) {
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      default: break;
+    // The bytes JSON escapes with a backslash and a letter (or themselves).
+    constexpr std::string_view kEscaped = "\"\\\n\r\t";
+    constexpr std::string_view kLetters = "\"\\nrt";
+    if (const auto k = kEscaped.find(static_cast<char>(c)); k != std::string_view::npos) {
+      out += '\\';
+      out += kLetters[k];
+      ++i;
+      continue;
     }
     if (c < 0x20) {
       char buf[8];
@@ -104,7 +105,8 @@ JsonWriter& JsonWriter::value(double x, int decimals) {
     return *this;
   }
   char buf[400];  // room for the largest double in fixed notation
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, decimals);
+  const auto [end, ec] =
+      std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed, decimals);
   std::string_view text(buf, ec == std::errc() ? static_cast<std::size_t>(end - buf) : 0);
   if (text.find('.') != std::string_view::npos) {
     while (text.ends_with('0')) text.remove_suffix(1);

@@ -31,7 +31,7 @@ class JsonWriter {
   void separate();
 
   std::string out_;
-  bool first_ = true;     // no member or element yet in the current container
+  bool first_ = true;       // no member or element yet in the current container
   bool after_key_ = false;  // a key was just written: its value needs no comma
 };
 

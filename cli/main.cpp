@@ -43,7 +43,8 @@ int run_worker(const std::vector<std::string>& args) {
 }
 
 void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
-  sub.add_option("--frontend", o.frontend, "endpoint clients connect to (tcp://HOST:PORT, ipc://PATH)")
+  sub.add_option("--frontend", o.frontend,
+                 "endpoint clients connect to (tcp://HOST:PORT, ipc://PATH)")
       ->capture_default_str();
   sub.add_option("--backend", o.backend, "endpoint workers connect to")->capture_default_str();
   sub.add_option("--log-level", o.log_level,

@@ -105,7 +105,9 @@ std::vector<ClientStatus> sorted(std::vector<ClientStatus> v) {
   return v;
 }
 
-std::string broker_id(std::uint64_t id) { return format("%016llx", static_cast<unsigned long long>(id)); }
+std::string broker_id(std::uint64_t id) {
+  return format("%016llx", static_cast<unsigned long long>(id));
+}
 
 std::string workers_table(const BrokerStatus& s) {
   std::uint64_t busy = 0, total = 0;
@@ -117,18 +119,17 @@ std::string workers_table(const BrokerStatus& s) {
                     std::to_string(busy) + "/" + std::to_string(total) + " executors busy)\n";
   if (s.workers.empty()) return out + "  none connected\n";
   // 21+7+7+7+16+6+9 characters and 6 spaces: 79 columns.
-  const std::vector<Column> cols{{"HOST", 21, false},         {"PID", 7, true},
-                                 {"BUSY", 7, true},           {"DONE", 7, true},
-                                 {"CURRENT TASK", 16, false}, {"FOR", 6, true},
-                                 {"CONNECTED", 9, true}};
+  const std::vector<Column> cols{
+      {"HOST", 21, false},         {"PID", 7, true}, {"BUSY", 7, true},     {"DONE", 7, true},
+      {"CURRENT TASK", 16, false}, {"FOR", 6, true}, {"CONNECTED", 9, true}};
   out += header(cols);
   for (const auto& w : sorted(s.workers)) {
     const bool idle = w.current_task.empty();
-    out += row(cols, {w.host, std::to_string(w.pid),
-                      std::to_string(w.busy) + "/" + std::to_string(w.executors),
-                      count(w.tasks_done, 7),
-                      idle ? "-" : w.current_task, idle ? "-" : format_duration(w.current_for_s),
-                      format_duration(w.connected_for_s)});
+    out += row(
+        cols,
+        {w.host, std::to_string(w.pid), std::to_string(w.busy) + "/" + std::to_string(w.executors),
+         count(w.tasks_done, 7), idle ? "-" : w.current_task,
+         idle ? "-" : format_duration(w.current_for_s), format_duration(w.connected_for_s)});
   }
   return out;
 }
@@ -174,7 +175,8 @@ bool stop_signal_before(const sigset_t& set, std::chrono::steady_clock::time_poi
     const auto left = until - std::chrono::steady_clock::now();
     if (left <= std::chrono::steady_clock::duration::zero()) return false;
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-    const timespec ts{static_cast<std::time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const timespec ts{static_cast<std::time_t>(ns / 1'000'000'000),
+                      static_cast<long>(ns % 1'000'000'000)};
     if (sigtimedwait(&set, nullptr, &ts) >= 0) return true;
     if (errno != EAGAIN && errno != EINTR) return false;
   }
@@ -200,8 +202,10 @@ int watch(const StatusOptions& o, std::chrono::milliseconds timeout) {
       }
       // It answered before, so it may be restarting: keep asking, and say so meanwhile
       // (on the screen in place of the table; JSON lines stay JSON).
-      if (o.json) std::cerr << line << " (retrying)\n";
-      else frame = line + " (retrying)\n";
+      if (o.json)
+        std::cerr << line << " (retrying)\n";
+      else
+        frame = line + " (retrying)\n";
     }
     if (clear)
       frame = "\x1b[H\x1b[2J" + frame;  // cursor home, clear the screen
@@ -217,9 +221,11 @@ int watch(const StatusOptions& o, std::chrono::milliseconds timeout) {
 void add_status_options(CLI::App& sub, StatusOptions& o) {
   sub.add_option("--connect", o.connect, "the broker's client endpoint (tcp://HOST:5555)")
       ->required();
-  sub.add_flag("--json", o.json, "print one JSON object per line instead of a table (docs/STATUS.md)");
+  sub.add_flag("--json", o.json,
+               "print one JSON object per line instead of a table (docs/STATUS.md)");
   sub.add_flag("--watch", o.watch, "redraw every second until SIGINT/SIGTERM");
-  sub.add_option("--timeout", o.timeout, "how long to wait for the broker's answer (500ms, 5s, ...)")
+  sub.add_option("--timeout", o.timeout,
+                 "how long to wait for the broker's answer (500ms, 5s, ...)")
       ->capture_default_str();
 }
 
@@ -298,7 +304,8 @@ std::string status_table(const BrokerStatus& s, const std::string& endpoint) {
   out += summary_line({{"done", count(s.done, 9)},
                        {"failed", count(s.failed, 9)},
                        {"retried", count(s.retried, 9)}});
-  out += summary_line({{"malformed", count(s.malformed, 9)}, {"duplicates", count(s.duplicates, 9)}});
+  out +=
+      summary_line({{"malformed", count(s.malformed, 9)}, {"duplicates", count(s.duplicates, 9)}});
   out += '\n' + workers_table(s) + '\n' + clients_table(s);
   return out;
 }

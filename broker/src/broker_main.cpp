@@ -2,8 +2,8 @@
 #include <csignal>
 #include <cstdio>
 #include <optional>
-#include <utility>
 #include <stdexcept>
+#include <utility>
 
 #include "broker_loop.hpp"
 #include "endpoint.hpp"
@@ -47,13 +47,12 @@ std::string bind_problem(const std::string& endpoint) {
 // its error names neither, so after it failed (and its context is gone) each endpoint
 // is bound alone, in the loop's order, to find the one that fails.
 std::string bind_failure(const BrokerOptions& o, const zmq::error_t& e) {
-  for (const auto& [option, endpoint] : {std::pair{"--backend", &o.backend},
-                                         std::pair{"--frontend", &o.frontend}}) {
+  for (const auto& [option, endpoint] :
+       {std::pair{"--backend", &o.backend}, std::pair{"--frontend", &o.frontend}}) {
     if (const std::string why = bind_problem(*endpoint); !why.empty())
       return std::string(option) + " " + *endpoint + ": " + why;
   }
-  return "cannot bind --frontend " + o.frontend + " and --backend " + o.backend + ": " +
-         e.what();
+  return "cannot bind --frontend " + o.frontend + " and --backend " + o.backend + ": " + e.what();
 }
 
 }  // namespace

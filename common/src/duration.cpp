@@ -1,8 +1,8 @@
 #include "duration.hpp"
 
 #include <charconv>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -15,8 +15,8 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   };
   double value = 0;
   // from_chars takes no sign or space of its own accord, so "-1" and " 1" end here.
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value,
-                                         std::chars_format::fixed);
+  const auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::fixed);
   if (ec != std::errc() || text.empty() || text.front() == '-') throw bad("is not a duration");
   const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
   double ms_per_unit = 0;

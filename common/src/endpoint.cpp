@@ -62,8 +62,8 @@ std::string endpoint_problem(std::string_view endpoint, EndpointUse use) {
   if (transport == "tcp")
     return rest.empty() ? "no host and port (tcp://HOST:PORT)" : tcp_problem(rest, use);
   if (transport == "ipc") return ipc_problem(rest);
-  return "the transport '" + std::string(transport) + "' is not supported (" +
-         std::string(kForms) + ")";
+  return "the transport '" + std::string(transport) + "' is not supported (" + std::string(kForms) +
+         ")";
 }
 
 void check_endpoint(std::string_view option, std::string_view endpoint, EndpointUse use) {

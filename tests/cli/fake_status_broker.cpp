@@ -83,10 +83,10 @@ int main(int argc, char** argv) {
       mqpool::proto::send(sock, mqpool::proto::make(mqpool::proto::Cmd::status, canned(), m->peer),
                           true);
     else
-      mqpool::proto::send(sock,
-                          mqpool::proto::make(mqpool::proto::Cmd::refused,
-                                              mqpool::proto::Bye{refuse}, m->peer),
-                          true);
+      mqpool::proto::send(
+          sock,
+          mqpool::proto::make(mqpool::proto::Cmd::refused, mqpool::proto::Bye{refuse}, m->peer),
+          true);
     ++done;
   }
   return 0;

@@ -47,8 +47,7 @@ void load_library(const std::string& lib) {
 
 int worker_main(int argc, char** argv) {
   const std::string program = program_name(argc, argv);
-  CLI::App app{"Runs a worker agent: executor processes that take tasks from a broker.",
-               program};
+  CLI::App app{"Runs a worker agent: executor processes that take tasks from a broker.", program};
   app.failure_message([program](const CLI::App*, const CLI::Error& e) {
     return program + ": " + e.what() + " (see " + program + " --help)\n";
   });
