@@ -1,5 +1,5 @@
 // The `mqpool` command: CLI11 wiring only. Each subcommand delegates to the library
-// (broker, worker) or to its own file (bench.cpp).
+// (broker, worker) or to its own file (bench.cpp, status.cpp).
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
@@ -9,8 +9,16 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "status.hpp"
+
+#ifndef MQPOOL_VERSION
+#error "MQPOOL_VERSION comes from the project's version (cli/CMakeLists.txt)"
+#endif
 
 namespace {
+
+// Exit status of a command line that could not be parsed (and of `mqpool` alone).
+constexpr int kUsageError = 2;
 
 // Registers a subcommand that a later version provides: it has a proper --help, and
 // running it says so clearly and exits 2 instead of pretending to succeed.
@@ -34,18 +42,28 @@ int run_worker(const std::vector<std::string>& args) {
   return mqpool::worker_main(static_cast<int>(owned.size()), argv.data());
 }
 
+void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
+  sub.add_option("--frontend", o.frontend,
+                 "endpoint clients connect to (tcp://HOST:PORT, ipc://PATH)")
+      ->capture_default_str();
+  sub.add_option("--backend", o.backend, "endpoint workers connect to")->capture_default_str();
+  sub.add_option("--log-level", o.log_level,
+                 "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mqpool: Python's multiprocessing.Pool for C++, over a ZeroMQ broker"};
-  app.require_subcommand(1);
+  CLI::App app{"mqpool: Python's multiprocessing.Pool for C++, over a ZeroMQ broker", "mqpool"};
+  app.set_version_flag("--version", "mqpool " MQPOOL_VERSION, "print the version and exit");
+  // One line, whatever went wrong: CLI11's own message adds a second.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "mqpool: " + std::string(e.what()) + " (see mqpool --help)\n";
+  });
 
   mqpool::BrokerOptions broker_opts;
   auto* broker = app.add_subcommand("broker", "run a broker until SIGINT/SIGTERM");
-  broker->add_option("--frontend", broker_opts.frontend, "endpoint clients connect to")
-      ->capture_default_str();
-  broker->add_option("--backend", broker_opts.backend, "endpoint workers connect to")
-      ->capture_default_str();
+  add_broker_options(*broker, broker_opts);
 
   // Every argument after `worker` (including --help) goes to worker_main's own parser.
   auto* worker = app.add_subcommand(
@@ -53,13 +71,11 @@ int main(int argc, char** argv) {
   worker->prefix_command();
   worker->set_help_flag();
 
-  std::string connect;
-  bool json = false;
-  auto* status = add_not_yet(app, "status", "show the broker's workers, queue and counters");
-  status->add_option("--connect", connect, "the broker's client endpoint (tcp://HOST:5555)")
-      ->required();
-  status->add_flag("--json", json, "print JSON instead of a table");
+  mqpool::cli::StatusOptions status_opts;
+  auto* status = app.add_subcommand("status", "show the broker's workers, queue and counters");
+  mqpool::cli::add_status_options(*status, status_opts);
 
+  std::string connect;
   int run_processes = 0;
   std::vector<std::string> command;
   auto* run = add_not_yet(app, "run", "run COMMAND once per line of stdin, {} replaced by it");
@@ -75,14 +91,23 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "run the benchmark workloads, one JSON line each");
   mqpool::cli::add_bench_options(*bench, bench_opts);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    // --help and --version are "errors" that succeed; the not-yet stubs pick their code.
+    return rc == 0 || dynamic_cast<const CLI::RuntimeError*>(&e) ? rc : kUsageError;
+  }
   try {
     if (*broker) return mqpool::run_broker(broker_opts);
     if (*worker) return run_worker(worker->remaining());
+    if (*status) return mqpool::cli::run_status(status_opts);
     if (*bench) return mqpool::cli::run_bench(bench_opts);
   } catch (const std::exception& e) {
     std::cerr << "mqpool: " << e.what() << '\n';
     return 1;
   }
-  return 2;  // unreachable: require_subcommand(1) and the not-yet callbacks exit first
+  // No subcommand: say what there is, as a usage error.
+  std::cerr << app.help();
+  return kUsageError;
 }

@@ -1,8 +1,12 @@
 // `mqpool broker`: a standalone broker process (mqpool::run_broker).
 #include <csignal>
 #include <cstdio>
+#include <optional>
+#include <stdexcept>
+#include <utility>
 
 #include "broker_loop.hpp"
+#include "endpoint.hpp"
 #include "log.hpp"
 #include "mqpool/broker.hpp"
 
@@ -11,24 +15,77 @@ namespace mqpool {
 namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop = true; }
+
+void fail(const std::string& what) { std::fprintf(stderr, "mqpool broker: %s\n", what.c_str()); }
+
+// Refuses what bind would get wrong or report vaguely. Throws std::invalid_argument.
+void check_options(const BrokerOptions& o) {
+  detail::check_endpoint("--frontend", o.frontend, detail::EndpointUse::bind);
+  detail::check_endpoint("--backend", o.backend, detail::EndpointUse::bind);
+  // Each would bind alone, so the probe in bind_failure() could not tell which failed.
+  if (o.frontend == o.backend && !o.frontend.ends_with(":*"))
+    throw std::invalid_argument("--frontend and --backend are both " + o.frontend +
+                                ": clients and workers need endpoints of their own");
+  detail::configure_log_level(o.log_level);
+}
+
+// The reason `endpoint` cannot be bound, or "" if it can. Binds it on a context of its
+// own, which is gone (and the port free again) when this returns.
+std::string bind_problem(const std::string& endpoint) {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::router);
+  s.set(zmq::sockopt::linger, 0);
+  try {
+    s.bind(endpoint);
+  } catch (const zmq::error_t& e) {
+    return e.what();
+  }
+  return {};
+}
+
+// The line that says which endpoint could not be bound and why. The loop binds both and
+// its error names neither, so after it failed (and its context is gone) each endpoint
+// is bound alone, in the loop's order, to find the one that fails.
+std::string bind_failure(const BrokerOptions& o, const zmq::error_t& e) {
+  for (const auto& [option, endpoint] :
+       {std::pair{"--backend", &o.backend}, std::pair{"--frontend", &o.frontend}}) {
+    if (const std::string why = bind_problem(*endpoint); !why.empty())
+      return std::string(option) + " " + *endpoint + ": " + why;
+  }
+  return "cannot bind --frontend " + o.frontend + " and --backend " + o.backend + ": " + e.what();
+}
+
 }  // namespace
 
 int run_broker(const BrokerOptions& options) {
+  try {
+    check_options(options);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+    return 1;
+  }
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: poll returns EINTR and the loop checks
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   zmq::context_t ctx;
+  std::optional<broker::Loop> loop;
   try {
-    broker::Loop loop(ctx, options.frontend, options.backend);
-    // One line on stdout, flushed: users see where to point clients and workers, and
-    // scripts that bound ":*" read the ports back from it.
-    std::printf("mqpool broker: clients on %s, workers on %s\n", loop.frontend_endpoint().c_str(),
-                loop.backend_endpoint().c_str());
-    std::fflush(stdout);
-    loop.run(&g_stop);
+    loop.emplace(ctx, options.frontend, options.backend);
   } catch (const zmq::error_t& e) {
-    detail::log().error("broker: {}", e.what());
+    ctx.close();  // frees whichever endpoint was bound before the other one failed
+    fail(bind_failure(options, e));
+    return 1;
+  }
+  // One line on stdout, flushed: users see where to point clients and workers, and
+  // scripts that bound ":*" read the ports back from it.
+  std::printf("mqpool broker: clients on %s, workers on %s\n", loop->frontend_endpoint().c_str(),
+              loop->backend_endpoint().c_str());
+  std::fflush(stdout);
+  try {
+    loop->run(&g_stop);
+  } catch (const zmq::error_t& e) {
+    fail(e.what());
     return 1;
   }
   return 0;

@@ -4,6 +4,8 @@
 #include <bit>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace mqpool::detail {
 
@@ -198,6 +200,69 @@ msgpack::object_handle unpack_exact(const void* data, std::size_t size) {
   auto zone = std::make_unique<msgpack::zone>();
   const msgpack::object obj = unpack_whole(*zone, data, size);
   return msgpack::object_handle(obj, std::move(zone));
+}
+
+namespace {
+
+const char* kind_of(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return "nil";
+    case msgpack::type::BOOLEAN: return "boolean";
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return "float";
+    case msgpack::type::STR: return "string";
+    case msgpack::type::BIN: return "binary";
+    case msgpack::type::ARRAY: return "array";
+    case msgpack::type::MAP: return "map";
+    case msgpack::type::EXT: return "extension";
+  }
+  return "unknown object";
+}
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+std::string describe_object(const msgpack::object& o) {
+  std::string out = std::string("a msgpack ") + kind_of(o);
+  if (o.type == msgpack::type::MAP) out += " of " + std::to_string(o.via.map.size);
+  if (o.type != msgpack::type::ARRAY) return out;
+  // An argument tuple or a struct: the kinds of its first elements say what went wrong.
+  const std::uint32_t n = o.via.array.size;
+  out += " of " + std::to_string(n);
+  if (n == 0) return out;
+  out += " (";
+  constexpr std::uint32_t kShown = 6;
+  for (std::uint32_t i = 0; i < std::min(n, kShown); ++i)
+    out += std::string(i ? ", " : "") + kind_of(o.via.array.ptr[i]);
+  return out + (n > kShown ? ", ...)" : ")");
+}
+
+std::string readable_type_name(std::string_view pretty) {
+  const auto at = pretty.find("T = ");
+  if (at == std::string_view::npos) return std::string(pretty);
+  std::string name(pretty.substr(at + 4));
+  // The text ends at "]" (or, in GCC's, at "; " before other names it explains).
+  int depth = 0;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (c == '<' || c == '(' || c == '[') ++depth;
+    if (c == '>' || c == ')') --depth;
+    if ((c == ']' && depth-- == 0) || (c == ';' && depth == 0)) {
+      name.resize(i);
+      break;
+    }
+  }
+  replace_all(name, "std::__cxx11::", "std::");
+  replace_all(name, "std::basic_string<char>", "std::string");
+  replace_all(name, "std::basic_string_view<char>", "std::string_view");
+  replace_all(name, " >", ">");
+  return name;
 }
 
 }  // namespace mqpool::detail

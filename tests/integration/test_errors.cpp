@@ -169,6 +169,63 @@ TEST(Remote, ArgumentsThatDoNotDecodeRaiseSerializationError) {
   EXPECT_EQ(bounded(kLong, "apply", [&] { return pool.apply(square, std::int64_t{2}); }), 4);
 }
 
+// The message of the SerializationError that `fn` throws ("" if it throws none).
+template <class F>
+std::string serialization_message(F fn) {
+  try {
+    fn();
+  } catch (const mqpool::SerializationError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Remote, AWrongResultTypeNamesTheTaskAndBothTypes) {
+  mqpool::Pool pool(2);
+  // "square" returns an integer; the handle claims a string.
+  const mqpool::Remote<std::string(std::int64_t)> wrong{"square"};
+  const std::string expected =
+      "task 'square' returned a msgpack integer, which does not convert to std::string";
+  EXPECT_EQ(serialization_message([&] { pool.apply_async(wrong, std::int64_t{3}).get(kLong); }),
+            expected);
+  // map's fast path for integer results does not apply to strings: the general path,
+  // where the error is made, runs for every task; the lowest index is reported.
+  EXPECT_EQ(serialization_message([&] {
+              bounded(kLong, "map", [&] { pool.map(wrong, std::vector<std::int64_t>{1, 2, 3}); });
+            }),
+            expected);
+  EXPECT_EQ(serialization_message([&] {
+              bounded(kLong, "imap", [&] {
+                for (const auto& v : pool.imap(wrong, std::vector<std::int64_t>{4})) (void)v;
+              });
+            }),
+            expected);
+  // A container result type is named as written, not as the compiler spells it.
+  const mqpool::Remote<std::vector<std::string>(std::int64_t)> wrong_vector{"square"};
+  EXPECT_EQ(
+      serialization_message([&] { pool.apply_async(wrong_vector, std::int64_t{3}).get(kLong); }),
+      "task 'square' returned a msgpack integer, which does not convert to "
+      "std::vector<std::string>");
+  // An integer result type takes the fast path first; what does not fit falls back to
+  // the general one, and says so in the same words.
+  const mqpool::Remote<std::uint8_t(std::int64_t)> too_small{"square"};
+  EXPECT_EQ(serialization_message([&] { pool.apply_async(too_small, std::int64_t{100}).get(kLong); }),
+            "task 'square' returned a msgpack integer, which does not convert to unsigned char");
+  EXPECT_EQ(bounded(kLong, "apply", [&] { return pool.apply(square, std::int64_t{2}); }), 4);
+}
+
+TEST(Remote, WrongArgumentTypesNameTheTaskAndTheParameters) {
+  mqpool::Pool pool(2);
+  const mqpool::Remote<std::int64_t(std::string)> wrong{"square"};
+  const std::string what =
+      serialization_message([&] { pool.apply_async(wrong, std::string("seven")).get(kLong); });
+  // The integer's name is the compiler's ("long int" from GCC, "long" from Clang).
+  EXPECT_TRUE(what.starts_with("task 'square' was called with a msgpack array of 1 (string), "
+                               "which does not convert to its parameters std::tuple<") &&
+              (what.ends_with("long>") || what.ends_with("long int>")))
+      << what;
+}
+
 // A TCP port on loopback that refuses connections: bound (so nobody else takes it) but
 // not listening. The kernel assigns it; nothing is hard-coded.
 class RefusingPort {

@@ -174,6 +174,33 @@ TEST(CodecRoundTrip, ConvertToTheWrongTypeThrowsSerializationError) {
   EXPECT_EQ(convert<std::string>(o), "not a number");  // the object is still usable
 }
 
+TEST(CodecRoundTrip, ConvertErrorsNameWhatArrivedAndTheType) {
+  const std::string bytes = pack_one(std::make_tuple(std::string("a"), 1, 2.5));
+  Reader reader(bytes.data(), bytes.size());
+  const msgpack::object& o = reader.next();
+  try {
+    (void)convert<std::vector<std::string>>(o);
+    FAIL() << "no exception";
+  } catch (const SerializationError& e) {
+    EXPECT_STREQ(e.what(),
+                 "cannot decode a msgpack array of 3 (string, integer, float) as "
+                 "std::vector<std::string>");
+  }
+}
+
+TEST(CodecTypeName, ReadsGccAndClangSpellings) {
+  using mqpool::detail::readable_type_name;
+  EXPECT_EQ(readable_type_name("const char* f() [with T = std::__cxx11::basic_string<char>]"),
+            "std::string");
+  EXPECT_EQ(readable_type_name("const char *f() [T = std::basic_string<char>]"), "std::string");
+  EXPECT_EQ(readable_type_name("const char* f() [with T = std::map<std::__cxx11::basic_string<"
+                               "char>, std::vector<int> >; X = int]"),
+            "std::map<std::string, std::vector<int>>");
+  EXPECT_EQ(readable_type_name("const char* f() [with T = int [3]]"), "int [3]");
+  EXPECT_EQ(mqpool::detail::type_name<std::vector<std::string>>(), "std::vector<std::string>");
+  EXPECT_EQ(mqpool::detail::type_name<Point>(), "unit_codec::Point");
+}
+
 // --- streams -----------------------------------------------------------------------------
 
 TEST(CodecStream, ManyObjectsComeBackInOrder) {

@@ -23,7 +23,7 @@ using State = ResultState<std::vector<std::int64_t>>;
 
 struct Fixture {
   explicit Fixture(std::size_t n)
-      : state(std::make_shared<State>()), job(state, mqpool::MapOptions<std::int64_t>{}, n) {}
+      : state(std::make_shared<State>()), job(state, mqpool::MapOptions<std::int64_t>{}, n, "f") {}
   // Delivers values[0..] as the outcomes of tasks first.. (msgpack integers).
   std::uint32_t deliver(std::uint64_t first, const std::vector<std::int64_t>& values,
                         const ErrorList& errors = {}) {

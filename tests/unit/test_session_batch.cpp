@@ -23,7 +23,7 @@ using mqpool::detail::Session;
 // Queues apply_async(f, x) as the pool does: a job of one chunk of one task.
 std::shared_ptr<ApplyJob<std::int64_t>> call(Session& s, std::uint64_t job_id, std::int64_t x,
                                              std::uint32_t timeout_ms = 0) {
-  auto job = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{});
+  auto job = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{}, "f");
   std::vector<EncodedChunk> chunks(1);
   chunks[0].count = 1;
   mqpool::detail::Packer(chunks[0].args).pack(std::make_tuple(x));

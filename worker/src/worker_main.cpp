@@ -1,45 +1,99 @@
+// mqpool::worker_main: the flags of `mqpool worker`, checked before the agent starts.
 #include <dlfcn.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <stdexcept>
 #include <thread>
 
 #include "agent.hpp"
+#include "duration.hpp"
+#include "endpoint.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
 
 namespace mqpool {
 
+namespace {
+
+// What errors start with: "mqpool worker" for the command, a user's worker binary's
+// own name otherwise.
+std::string program_name(int argc, char** argv) {
+  if (argc < 1 || argv[0] == nullptr || *argv[0] == '\0') return "worker";
+  const std::string name = argv[0];
+  return name.starts_with("mqpool ") ? name : std::filesystem::path(name).filename().string();
+}
+
+// Loads one --load library, whose MQPOOL_TASK registrations run as it loads. Throws
+// std::invalid_argument naming the file and the reason.
+void load_library(const std::string& lib) {
+  std::error_code ec;
+  if (!std::filesystem::exists(lib, ec))
+    throw std::invalid_argument("--load " + lib + ": " + std::strerror(ENOENT));
+  if (std::filesystem::is_directory(lib, ec))
+    throw std::invalid_argument("--load " + lib + ": is a directory, not a shared library");
+  // Without a slash dlopen() would search the library path instead of this directory.
+  const std::string path = lib.find('/') == std::string::npos ? "./" + lib : lib;
+  if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr)
+    throw std::invalid_argument("--load " + lib + ": cannot load it: " + dlerror());
+}
+
+}  // namespace
+
 int worker_main(int argc, char** argv) {
-  CLI::App app{"mqpool worker: runs executor processes for a broker", "worker"};
+  const std::string program = program_name(argc, argv);
+  CLI::App app{"Runs a worker agent: executor processes that take tasks from a broker.", program};
+  app.failure_message([program](const CLI::App*, const CLI::Error& e) {
+    return program + ": " + e.what() + " (see " + program + " --help)\n";
+  });
   worker::AgentOptions o;
   o.processes = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::string> libs;
   std::string level;
+  std::string grace = "10s";
   app.add_option("--connect", o.endpoint, "the broker's worker endpoint, e.g. tcp://HOST:5556")
       ->required();
-  app.add_option("--processes", o.processes, "executor processes [cores]")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--load", libs, "shared library with MQPOOL_TASK functions (repeatable)")
-      ->check(CLI::ExistingFile);
+  app.add_option("--processes", o.processes, "executor processes [one per core]")
+      ->capture_default_str();
+  app.add_option("--load", libs, "a shared library of MQPOOL_TASK functions (repeatable)");
   app.add_option("--maxtasksperchild", o.maxtasksperchild,
-                 "replace an executor after this many chunks [0 = never]")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--log-level", level, "trace, debug, info, warn, error [warn]");
-  CLI11_PARSE(app, argc, argv);
-  if (!level.empty()) detail::set_log_level(level);
-  for (const auto& lib : libs) {
-    if (dlopen(lib.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
-      std::cerr << "mqpool worker: cannot load " << lib << ": " << dlerror() << "\n";
-      return 2;
-    }
+                 "replace an executor after this many chunks (0 = never)")
+      ->capture_default_str();
+  app.add_option("--grace", grace,
+                 "on SIGTERM, time running tasks get before they are handed back (500ms, 2m)")
+      ->capture_default_str();
+  app.add_option("--log-level", level,
+                 "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;  // --help succeeds; anything else is a usage error
   }
   try {
+    detail::check_endpoint("--connect", o.endpoint, detail::EndpointUse::connect);
+    if (o.processes < 1)
+      throw std::invalid_argument("--processes must be at least 1, got " +
+                                  std::to_string(o.processes));
+    if (o.maxtasksperchild < 0)
+      throw std::invalid_argument("--maxtasksperchild must be 0 (never) or more, got " +
+                                  std::to_string(o.maxtasksperchild));
+    try {
+      o.grace = detail::parse_duration(grace);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("--grace " + std::string(e.what()));
+    }
+    detail::configure_log_level(level);
+    for (const auto& lib : libs) load_library(lib);
     detail::Registry::instance().validate();
   } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n";
-    return 2;
+    std::cerr << program << ": " << e.what() << "\n";
+    return 1;
   }
   return worker::run_agent(o);
 }

@@ -8,11 +8,14 @@ namespace mqpool {
 struct BrokerOptions {
   std::string frontend = "tcp://*:5555";  // clients connect here
   std::string backend = "tcp://*:5556";   // worker agents and executors connect here
+  std::string log_level{};                // trace ... off; empty: MQPOOL_LOG_LEVEL, else warn
 };
 
-// Binds both endpoints and serves until SIGINT or SIGTERM. Returns the process exit
-// code (0 after a signal, 1 if an endpoint could not be bound). Not thread-safe: call
-// it from main().
+// Checks the options, binds both endpoints, prints "mqpool broker: clients on EP,
+// workers on EP" on stdout and serves until SIGINT or SIGTERM. Returns the process exit
+// code: 0 after a signal; 1, after one line on stderr naming the option, if an endpoint
+// or the log level is invalid or an endpoint cannot be bound. Not thread-safe: call it
+// from main().
 int run_broker(const BrokerOptions& options);
 
 }  // namespace mqpool

@@ -184,12 +184,13 @@ class Pool {
  private:
   template <class R, class F, class Tuple>
   AsyncResult<R> submit_one(const F& f, Tuple&& args, Callbacks<R> cb) {
-    const std::string name = detail::TaskRef<F>::name(f);
-    auto job = std::make_shared<detail::ApplyJob<R>>(std::move(cb));
+    auto job = std::make_shared<detail::ApplyJob<R>>(std::move(cb), detail::TaskRef<F>::name(f));
     std::shared_ptr<detail::ResultState<R>> state(job, &job->state());
     const std::uint64_t id = detail::new_job(*core_);
     detail::ChunkWriter w(1, 0);
     w.add(args);
+    // The job holds the one copy of the name; submit's own reference keeps it alive.
+    const std::string& name = job->task();
     detail::submit(*core_, id, std::move(job), name, w.take(), true);
     return AsyncResult<R>(std::move(state));
   }
@@ -217,7 +218,7 @@ class Pool {
       // CPU to the first worker's task must not leave the others waiting for it: with one
       // chunk per submission, 200 tasks of 10 ms lost 4-10 ms that way).
       const std::size_t n = std::ranges::size(inputs);
-      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), n);
+      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), n, name);
       if (n == 0) {
         job->finish_empty();
         return state;
@@ -241,7 +242,7 @@ class Pool {
                                                : std::uint32_t{1} << 30,
                             cap);
       for (auto&& x : inputs) add(w, x);
-      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next());
+      auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next(), name);
       if (w.next() == 0) {
         job->finish_empty();
         return state;

@@ -24,7 +24,7 @@ class ResultStream {
                std::uint32_t chunksize, std::uint64_t window, Pull pull)
       : core_(std::move(core)),
         fn_(std::move(fn)),
-        job_(std::make_shared<detail::StreamJob<R>>(ordered)),
+        job_(std::make_shared<detail::StreamJob<R>>(ordered, fn_)),
         writer_(chunksize, 0),
         window_(std::max<std::uint64_t>(window, chunksize)),
         pull_(std::move(pull)) {

@@ -320,13 +320,34 @@ T convert_value(const msgpack::object& o) {
   }
 }
 
-// Converts a decoded object to T; throws SerializationError naming what was expected.
+// What `o` holds, for error messages: "a msgpack integer", "a msgpack array of 2
+// (integer, string)".
+std::string describe_object(const msgpack::object& o);
+
+// The C++ name of a type from a compiler's __PRETTY_FUNCTION__ text "...[with T = X]"
+// (GCC) or "...[T = X]" (Clang), as people write it: "std::string", not
+// "std::__cxx11::basic_string<char>".
+std::string readable_type_name(std::string_view pretty_function);
+
+template <class T>
+const char* pretty_function_of() {
+  return __PRETTY_FUNCTION__;
+}
+
+// T as C++ spells it ("std::string", "std::vector<double>"), for error messages. Builds
+// a string: call it on error paths only.
+template <class T>
+std::string type_name() {
+  return readable_type_name(pretty_function_of<T>());
+}
+
+// Converts a decoded object to T; throws SerializationError naming what arrived and T.
 template <class T>
 T convert(const msgpack::object& o) {
   try {
     return convert_value<T>(o);
-  } catch (const std::exception& e) {
-    throw SerializationError(std::string("cannot decode value: ") + e.what());
+  } catch (const std::exception&) {
+    throw SerializationError("cannot decode " + describe_object(o) + " as " + type_name<T>());
   }
 }
 

@@ -94,6 +94,19 @@ constexpr void check_signature() {
   check_encodable<typename S::args>();
 }
 
+// Converts one task's argument tuple. Throws SerializationError naming the task, what
+// arrived and the parameter types when it does not convert (a caller's Remote<Sig>
+// whose arguments are not the task's); only that path builds the message.
+template <class Args>
+Args convert_args(const msgpack::object& o, const std::string& task) {
+  try {
+    return convert_value<Args>(o);
+  } catch (const std::exception&) {
+    throw SerializationError("task '" + task + "' was called with " + describe_object(o) +
+                             ", which does not convert to its parameters " + type_name<Args>());
+  }
+}
+
 template <auto F>
 void run_chunk(Reader& args, std::uint32_t count, ChunkOutput& out, const std::string& name) {
   using S = signature<decltype(F)>;
@@ -103,9 +116,9 @@ void run_chunk(Reader& args, std::uint32_t count, ChunkOutput& out, const std::s
     try {
       if constexpr (is_integer_tuple1<typename S::args>()) {
         if (!args.next_integer_tuple(std::get<0>(tuple)))
-          tuple = convert<typename S::args>(args.next());
+          tuple = convert_args<typename S::args>(args.next(), name);
       } else {
-        tuple = convert<typename S::args>(args.next());
+        tuple = convert_args<typename S::args>(args.next(), name);
       }
     } catch (...) {
       // The stream is unreadable from here on: every remaining task fails the same way.

@@ -4,9 +4,11 @@
 namespace mqpool {
 
 // Runs a worker agent with the flags of `mqpool worker` (--connect, --processes,
-// --load, --maxtasksperchild, --log-level); tasks are the ones linked into this program
-// plus those of the --load libraries. Returns the process exit code. Call from main(),
-// before starting any thread (the agent forks).
+// --load, --maxtasksperchild, --grace, --log-level); tasks are the ones linked into this
+// program plus those of the --load libraries. Returns the process exit code: the
+// agent's, 1 after one line on stderr for an invalid value or a library that does not
+// load, 2 for a command line that does not parse. Call from main(), before starting
+// any thread (the agent forks).
 int worker_main(int argc, char** argv);
 
 }  // namespace mqpool

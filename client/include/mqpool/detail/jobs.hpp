@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <functional>
 #include <unordered_map>
 #include <unordered_set>
@@ -21,11 +22,26 @@ namespace mqpool::detail {
 template <class R>
 using Value = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
+// Converts the result of task `task` to R. Throws SerializationError naming the task,
+// what it returned and R when that does not convert (a Remote<Sig> whose result type
+// is not the task's); only that path builds the message.
+template <class R>
+R convert_result(const msgpack::object& o, const std::string& task) {
+  try {
+    return convert_value<R>(o);
+  } catch (const std::exception&) {
+    throw SerializationError("task '" + task + "' returned " + describe_object(o) +
+                             ", which does not convert to " + type_name<R>());
+  }
+}
+
 // Calls on_value(index, Value<R>&&) or on_error(index, const WireError&) for each task
-// of a RESULT chunk, in order. A value that cannot be decoded becomes an error.
+// of a RESULT chunk of task `task`, in order. A value that cannot be decoded becomes an
+// error.
 template <class R, class OnValue, class OnError>
 void visit_outcomes(std::uint64_t first, std::uint32_t count, Reader& values,
-                    const ErrorList& errors, OnValue&& on_value, OnError&& on_error) {
+                    const ErrorList& errors, const std::string& task, OnValue&& on_value,
+                    OnError&& on_error) {
   std::size_t e = 0;
   for (std::uint32_t k = 0; k < count; ++k) {
     try {
@@ -42,10 +58,10 @@ void visit_outcomes(std::uint64_t first, std::uint32_t count, Reader& values,
       } else if constexpr (std::is_void_v<R>) {
         on_value(first + k, std::monostate{});
       } else {
-        on_value(first + k, convert<R>(obj));
+        on_value(first + k, convert_result<R>(obj, task));
       }
     } catch (const SerializationError& x) {
-      on_error(first + k, WireError{ErrorCode::serialization, "", x.what(), "", ""});
+      on_error(first + k, WireError{ErrorCode::serialization, "", x.what(), task, ""});
     }
   }
 }
@@ -78,16 +94,19 @@ void call_error(const F& f, const std::exception_ptr& ex) noexcept {
 template <class R>
 class ApplyJob final : public Job {
  public:
-  explicit ApplyJob(Callbacks<R> cb)
+  ApplyJob(Callbacks<R> cb, std::string task)
       : cb_(cb.callback || cb.error_callback ? std::make_unique<Callbacks<R>>(std::move(cb))
-                                             : nullptr) {}
+                                             : nullptr),
+        task_(std::move(task)) {}
   ResultState<R>& state() { return state_; }
+  // The name of the task: what the pool submits, and what a decoding error names.
+  const std::string& task() const { return task_; }
 
   std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
                         const ErrorList& errors) override {
     std::uint32_t fresh = 0;
     visit_outcomes<R>(
-        first, count, values, errors,
+        first, count, values, errors, task_,
         [&](std::uint64_t, Value<R>&& v) {
           if (done_) return;
           done_ = true;
@@ -118,6 +137,7 @@ class ApplyJob final : public Job {
  private:
   ResultState<R> state_;
   std::unique_ptr<Callbacks<R>> cb_;
+  std::string task_;
   bool done_ = false;
 };
 
@@ -126,8 +146,14 @@ class MapJob final : public Job {
  public:
   using Result = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
 
-  MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n)
-      : state_(std::move(state)), opts_(std::move(opts)), got_((n + 63) / 64, 0), remaining_(n), n_(n) {
+  MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n,
+         std::string task)
+      : state_(std::move(state)),
+        opts_(std::move(opts)),
+        task_(std::move(task)),
+        got_((n + 63) / 64, 0),
+        remaining_(n),
+        n_(n) {
     if constexpr (!std::is_void_v<R>) {
       reserve_to_fill(results_, n);
       results_.resize(n);
@@ -148,7 +174,7 @@ class MapJob final : public Job {
       }
     }
     visit_outcomes<R>(
-        first + k, count - k, values, errors,
+        first + k, count - k, values, errors, task_,
         [&](std::uint64_t i, Value<R>&& v) {
           if (!take(i)) return;
           ++fresh;
@@ -223,6 +249,7 @@ class MapJob final : public Job {
 
   std::shared_ptr<ResultState<Result>> state_;
   MapOptions<R> opts_;
+  std::string task_;  // for decoding errors
   std::conditional_t<std::is_void_v<R>, std::monostate, std::vector<R>> results_;
   std::vector<std::uint64_t> got_;  // one bit per task: has its outcome
   std::size_t remaining_;
@@ -239,7 +266,7 @@ class StreamJob final : public Job {
  public:
   using Outcome = std::variant<Value<R>, std::exception_ptr>;
 
-  explicit StreamJob(bool ordered) : ordered_(ordered) {}
+  StreamJob(bool ordered, std::string task) : ordered_(ordered), task_(std::move(task)) {}
 
   std::uint32_t deliver(std::uint64_t first, std::uint32_t count, Reader& values,
                         const ErrorList& errors) override {
@@ -247,7 +274,7 @@ class StreamJob final : public Job {
     {
       std::lock_guard lock(mu);
       visit_outcomes<R>(
-          first, count, values, errors,
+          first, count, values, errors, task_,
           [&](std::uint64_t i, Value<R>&& v) { fresh += put(i, Outcome(std::move(v))); },
           [&](std::uint64_t i, const WireError& e) { fresh += put(i, Outcome(to_exception(e))); });
     }
@@ -298,6 +325,7 @@ class StreamJob final : public Job {
   }
 
   const bool ordered_;
+  const std::string task_;  // for decoding errors
   std::unordered_map<std::uint64_t, Outcome> ready_;  // ordered: by task index
   std::deque<Outcome> queue_;                         // unordered: in arrival order
 };

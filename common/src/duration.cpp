@@ -1,0 +1,38 @@
+#include "duration.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace mqpool::detail {
+
+std::chrono::milliseconds parse_duration(std::string_view text) {
+  const auto bad = [&](std::string_view why) {
+    return std::invalid_argument("'" + std::string(text) + "' " + std::string(why) +
+                                 "; use e.g. 500ms, 10s, 2m or a number of seconds");
+  };
+  double value = 0;
+  // from_chars takes no sign or space of its own accord, so "-1" and " 1" end here.
+  const auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::fixed);
+  if (ec != std::errc() || text.empty() || text.front() == '-') throw bad("is not a duration");
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  double ms_per_unit = 0;
+  if (unit.empty() || unit == "s")
+    ms_per_unit = 1000;
+  else if (unit == "ms")
+    ms_per_unit = 1;
+  else if (unit == "m")
+    ms_per_unit = 60'000;
+  else if (unit == "h")
+    ms_per_unit = 3'600'000;
+  else
+    throw bad("has an unknown unit (ms, s, m or h)");
+  const double ms = std::round(value * ms_per_unit);
+  if (!std::isfinite(ms) || ms > 365.0 * 24 * 3'600'000) throw bad("is longer than a year");
+  return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+}  // namespace mqpool::detail
