@@ -51,7 +51,9 @@ int orphan_client(const std::string& dir) {
 // only executor, three wait behind it. Once it runs, it writes "<client> <executor>"
 // to <dir>/ready and waits to be killed (exit 3: the task did not start; 4: not killed).
 int cluster_client(const std::string& dir) {
-  mqpool::Pool pool(mqpool::PoolOptions{.connect = "ipc://" + dir + "/front"});
+  // Heartbeats far apart: the broker can only learn of its death from the connection.
+  mqpool::Pool pool(mqpool::PoolOptions{.connect = "ipc://" + dir + "/front",
+                                        .heartbeat_interval = std::chrono::seconds(20)});
   std::vector<mqpool::AsyncResult<std::int64_t>> waiting;
   for (int i = 0; i < 4; ++i)
     waiting.push_back(pool.apply_async(pid_then_wait, dir + "/dead-" + std::to_string(i),
