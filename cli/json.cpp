@@ -98,6 +98,12 @@ JsonWriter& JsonWriter::value(std::uint64_t n) {
   return *this;
 }
 
+JsonWriter& JsonWriter::value(bool b) {
+  separate();
+  out_ += b ? "true" : "false";
+  return *this;
+}
+
 JsonWriter& JsonWriter::value(double x, int decimals) {
   separate();
   if (!std::isfinite(x)) {

@@ -21,6 +21,7 @@ class JsonWriter {
   // A string; bytes that are not UTF-8 become U+FFFD.
   JsonWriter& value(std::string_view s);
   JsonWriter& value(std::uint64_t n);
+  JsonWriter& value(bool b);
   // A number with at most `decimals` digits after the point (trailing zeros dropped);
   // null when it is not finite, which JSON cannot write.
   JsonWriter& value(double x, int decimals = 3);

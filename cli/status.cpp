@@ -127,7 +127,8 @@ std::string workers_table(const BrokerStatus& s) {
     const bool idle = w.current_task.empty();
     out += row(
         cols,
-        {w.host, std::to_string(w.pid), std::to_string(w.busy) + "/" + std::to_string(w.executors),
+        {w.host + (w.draining ? " (stopping)" : ""), std::to_string(w.pid),
+         std::to_string(w.busy) + "/" + std::to_string(w.executors),
          count(w.tasks_done, 7), idle ? "-" : w.current_task,
          idle ? "-" : format_duration(w.current_for_s), format_duration(w.connected_for_s)});
   }
@@ -268,6 +269,7 @@ std::string status_json(const BrokerStatus& s) {
     j.key("current_task").value(w.current_task);
     j.key("current_for_s").value(w.current_for_s);
     j.key("connected_for_s").value(w.connected_for_s);
+    j.key("draining").value(w.draining);
     j.end_object();
   }
   j.end_array();

@@ -415,7 +415,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     } else if (auto owner = executors_.find(c.executor); owner != executors_.end()) {
       owner->second.chunks.erase(ids[i]);
     }
-    if (m.frames[2 * i].size() > 0) ++counters_.failed;
+    counters_.failed += proto::error_count(m.frames[2 * i]);
     counters_.done += c.spec.count;
     count_done(c.spec.count, now);
     if (ex != executors_.end())
@@ -470,11 +470,13 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
     // A batch of single calls has no culprit either: each is its own caller's task.
     const bool known_culprit = running.size() == 1 && c != chunks_.end() &&
                                !(c->second.spec.coalesced && c->second.spec.count > 1);
-    requeue(cid, crashed && ran && known_culprit, crashed && ran, reason + " on " + ex.name);
+    requeue(cid, crashed && ran && known_culprit, crashed && ran, its_fault, reason + " on " + ex.name);
   }
 }
 
-void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason) {
+// `lost`: the executor did not leave on purpose; the chunk counts as retried.
+void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, bool lost,
+                         const std::string& reason) {
   auto it = chunks_.find(id);
   if (it == chunks_.end()) return;
   Chunk& c = it->second;
@@ -486,7 +488,7 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, const std:
                        c.spec.fn, ""});
     return;
   }
-  ++counters_.retried;
+  if (lost) counters_.retried += c.spec.count;
   if (split) c.suspect = true;
   if (split && c.spec.count > 1) {
     // One poisonous input must not take its neighbours down with it: retry one by one.
@@ -545,7 +547,8 @@ void BrokerCore::fail(std::uint64_t id, const WireError& e) {
   if (it == chunks_.end()) return;
   std::vector<zmq::message_t> frames;
   proto::fail_frames(it->second.spec.count, e, frames);
-  counters_.failed += 1;
+  counters_.failed += it->second.spec.count;
+  counters_.done += it->second.spec.count;
   deliver(it->second.client->id, {{it->second.spec.seq, it->second.spec.count}}, std::move(frames));
   chunks_.erase(it);
 }

@@ -27,6 +27,7 @@ struct Outgoing {
   proto::Message msg;  // msg.peer is the destination
 };
 
+// Tasks (not chunks) unless named otherwise; docs/STATUS.md.
 struct Counters {
   std::uint64_t submitted = 0, done = 0, failed = 0, retried = 0, malformed = 0, duplicates = 0,
                 refused = 0;
@@ -168,7 +169,7 @@ class BrokerCore {
   void offer(Executor& e);
   Executor* pop_ready();
   void unlink(Executor& e);
-  void requeue(std::uint64_t id, bool penalise, bool split, const std::string& reason);
+  void requeue(std::uint64_t id, bool penalise, bool split, bool lost, const std::string& reason);
   void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
                       const std::vector<std::uint32_t>& counts);
   bool split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,

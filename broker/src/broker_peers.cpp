@@ -44,7 +44,9 @@ void BrokerCore::on_hello(const std::string& peer, const proto::Hello& h, TimePo
   c.since = now;
   c.expiry = window(h.heartbeat_ms, h.liveness);
   seen(peer, now);
-  outbox_.push_back({Side::client, proto::make(proto::Cmd::welcome, proto::Welcome{id_}, peer)});
+  outbox_.push_back({Side::client, proto::make(proto::Cmd::welcome,
+                                               proto::Welcome{id_, static_cast<std::uint32_t>(executors_.size())},
+                                               peer)});
 }
 
 // The client, if the broker knows it (and it is alive now); otherwise it is told to say
@@ -107,7 +109,7 @@ void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello
   next_sweep_ = std::min(next_sweep_, now + a.expiry);
   for (const std::string& t : h.tasks) unknown_since_.erase(t);
   if (!chunks_.empty()) next_unknown_check_ = std::min(next_unknown_check_, now);
-  outbox_.push_back({Side::worker, proto::make(proto::Cmd::welcome, proto::Welcome{id_}, peer)});
+  outbox_.push_back({Side::worker, proto::make(proto::Cmd::welcome, proto::Welcome{id_, 0}, peer)});
 }
 
 // The agent drains (SIGTERM): its executors finish what they hold and get nothing new.
@@ -239,7 +241,7 @@ void BrokerCore::status(const std::string& peer, TimePoint now) {
   r.broker = id_;
   r.uptime_s = seconds(now - started_);
   for (const auto& [agent_id, a] : agents_) {
-    WorkerStatus w{a.host, a.pid, 0, 0, a.tasks_done, "", 0, seconds(now - a.since)};
+    WorkerStatus w{a.host, a.pid, 0, 0, a.tasks_done, "", 0, seconds(now - a.since), a.leaving};
     TimePoint oldest = TimePoint::max();
     for (const auto& [id, e] : executors_) {
       if (e.agent != agent_id) continue;

@@ -55,7 +55,6 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
   Registry::instance().validate();
   timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
   if (!options_.connect.empty()) {
-    processes_ = options_.processes > 0 ? options_.processes : 8;
     session_ = new_session(true);
     link_ = std::make_unique<RemoteLink>(
         ctx_,
@@ -63,6 +62,9 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
                             options_.heartbeat_interval,
                             static_cast<std::uint32_t>(options_.heartbeat_liveness)},
         *session_);
+    // `processes` describes local workers and is ignored here; map chunks are sized
+    // for the executors the cluster had when this pool joined it.
+    processes_ = link_->executors_at_connect() > 0 ? static_cast<int>(link_->executors_at_connect()) : 8;
     return;
   }
   processes_ = options_.processes > 0
@@ -141,10 +143,12 @@ PoolCore::~PoolCore() {
 }
 
 // Executors that count chunks for maxtasksperchild must see each call as one: no batches.
-// A cluster session keeps what it sent until answered: a broker may restart.
+// A cluster session keeps what it sent until answered: a broker may restart. Its
+// pool's maxtasksperchild is ignored (the workers' own flag counts a batch piece as one
+// chunk), so it always batches calls.
 std::unique_ptr<Session> PoolCore::new_session(bool cluster) const {
   return std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
-                                   options_.maxtasksperchild == 0, cluster);
+                                   cluster || options_.maxtasksperchild == 0, cluster);
 }
 
 std::uint64_t PoolCore::new_job() {

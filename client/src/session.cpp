@@ -373,6 +373,7 @@ void RemoteLink::handshake() {
     if (!m) continue;
     if (m->cmd == proto::Cmd::refused) throw error(proto::decode<proto::Bye>(*m).reason);
     if (m->cmd != proto::Cmd::welcome) continue;
+    executors_at_connect_ = proto::decode<proto::Welcome>(*m).executors;
     welcomed_ = true;
     last_heard_ = Clock::now();
     next_beat_ = last_heard_ + options_.heartbeat;

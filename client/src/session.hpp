@@ -130,6 +130,8 @@ class RemoteLink {
   RemoteLink(zmq::context_t& ctx, Options options, Session& session);
   // Says BYE (the broker drops this client's work), stops the session and the thread.
   ~RemoteLink();
+  // Executors the broker had when it first welcomed this client (0: none yet).
+  std::uint32_t executors_at_connect() const { return executors_at_connect_; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -147,6 +149,7 @@ class RemoteLink {
   Session& session_;
   proto::Hello hello_;
   bool welcomed_ = false;  // the broker knows this client now
+  std::uint32_t executors_at_connect_ = 0;
   bool expired_ = false;   // lost for longer than reconnect_timeout: work fails at once
   Clock::time_point last_heard_{}, lost_since_{}, next_beat_{};
   std::thread thread_;

@@ -121,6 +121,17 @@ zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireErro
   return encode(rows);
 }
 
+std::uint32_t error_count(const zmq::message_t& frame) {
+  const auto* p = frame.data<unsigned char>();
+  const std::size_t n = frame.size();
+  if (n == 0) return 0;
+  if ((p[0] & 0xf0) == 0x90) return p[0] & 0x0f;  // fixarray
+  if (p[0] == 0xdc && n >= 3) return std::uint32_t{p[1]} << 8 | p[2];
+  if (p[0] == 0xdd && n >= 5)
+    return std::uint32_t{p[1]} << 24 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 8 | p[4];
+  return 0;
+}
+
 std::vector<std::pair<std::uint32_t, WireError>> decode_errors(const zmq::message_t& frame) {
   std::vector<std::pair<std::uint32_t, WireError>> out;
   if (frame.size() == 0) return out;

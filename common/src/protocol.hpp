@@ -108,8 +108,9 @@ struct Hello {
 };
 
 struct Welcome {
-  std::uint64_t broker = 0;  // random per broker process: a new value means a restart
-  MSGPACK_DEFINE(broker)
+  std::uint64_t broker = 0;     // random per broker process: a new value means a restart
+  std::uint32_t executors = 0;  // executors connected now: a client sizes map chunks by it
+  MSGPACK_DEFINE(broker, executors)
 };
 
 struct Bye {
@@ -187,6 +188,9 @@ Message make(Cmd cmd, const H& header, std::string peer = {}) {
 // [index, code, type, message, task, worker].
 zmq::message_t encode_errors(const std::vector<std::pair<std::uint32_t, WireError>>& errors);
 std::vector<std::pair<std::uint32_t, WireError>> decode_errors(const zmq::message_t& frame);
+// The number of rows an errors frame declares (its array header), without decoding
+// them; 0 for an empty or unreadable frame.
+std::uint32_t error_count(const zmq::message_t& frame);
 // Errors and values frames for a chunk whose every task failed with `e`.
 void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::message_t>& out);
 

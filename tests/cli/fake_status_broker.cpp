@@ -35,6 +35,7 @@ mqpool::BrokerStatus canned() {
   b.tasks_done = 7;
   b.current_task = "";  // idle
   b.connected_for_s = 42;
+  b.draining = true;  // stopping: the table says so
   // A name that needs JSON escaping, with a control character the table must not print.
   mqpool::WorkerStatus c;
   c.host = "odd\"host\\\t";

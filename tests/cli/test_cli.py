@@ -31,11 +31,12 @@ CANNED = {
     "uptime_s": 3723.5,
     "workers": [
         {"host": LONG_HOST, "pid": 4242, "executors": 8, "busy": 3, "tasks_done": 1234567,
-         "current_task": "linalg.norm", "current_for_s": 2.25, "connected_for_s": 312},
+         "current_task": "linalg.norm", "current_for_s": 2.25, "connected_for_s": 312,
+         "draining": False},
         {"host": "w2", "pid": 99, "executors": 2, "busy": 0, "tasks_done": 7,
-         "current_task": "", "current_for_s": 0, "connected_for_s": 42},
+         "current_task": "", "current_for_s": 0, "connected_for_s": 42, "draining": True},
         {"host": "odd\"host\\\t", "pid": 7, "executors": 1, "busy": 0, "tasks_done": 0,
-         "current_task": "", "current_for_s": 0, "connected_for_s": 0},
+         "current_task": "", "current_for_s": 0, "connected_for_s": 0, "draining": False},
     ],
     "clients": [
         {"name": "client-host:31337", "queued": 1200, "in_flight": 11, "connected_for_s": 65},
@@ -237,6 +238,9 @@ class Worker(Case):
         self.assert_refused(ok + ["--grace", "soon"], "--grace", "soon", "500ms")
         self.assert_refused(ok + ["--grace", "10 s"], "--grace")
         self.assert_refused(ok + ["--grace", "-1s"], "--grace")
+        self.assert_refused(ok + ["--heartbeat", "often"], "--heartbeat", "often")
+        self.assert_refused(ok + ["--heartbeat", "0"], "--heartbeat must be at least 1ms")
+        self.assert_refused(ok + ["--liveness", "0"], "--liveness must be at least 1")
         self.assert_refused(ok + ["--log-level", "loud"], "--log-level loud", LEVELS)
         self.assert_refused(ok, "MQPOOL_LOG_LEVEL=shouty", LEVELS,
                             env={"MQPOOL_LOG_LEVEL": "shouty"})
@@ -298,6 +302,7 @@ class Status(Case):
         self.assertEqual(len(host_rows), 1, out)
         self.assertIn("~", host_rows[0], "a cut host name is marked")
         self.assertRegex(out, r"\nodd\"host\\\? +7 ", "the tab in a host name is shown as ?")
+        self.assertRegex(out, r"\nw2 \(stopping\) +99 ", "a draining worker is marked")
         self.assertEqual(proc.wait(timeout=DEADLINE), 0)
 
     def test_refused_shows_the_brokers_reason(self):
@@ -323,6 +328,49 @@ class Status(Case):
                             "--timeout", "later")
         self.assert_refused(["status", "--connect", "tcp://127.0.0.1:1", "--timeout", "0"],
                             "--timeout 0")
+
+    def test_a_real_broker_reports_its_worker(self):
+        """End to end: `mqpool broker`, a `mqpool worker` that says it connected, and
+        `mqpool status` that shows that worker with its executors."""
+        broker = start(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
+                       "--backend", "tcp://127.0.0.1:*")
+        self.addCleanup(lambda: (kill_session(broker), broker.stdout.close(), broker.stderr.close()))
+        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
+        self.assertIsNotNone(m)
+        front, back = m.groups()
+        worker = start(MQPOOL, "worker", "--connect", back, "--processes", "2")
+        self.addCleanup(lambda: (kill_session(worker), worker.stdout.close(), worker.stderr.close()))
+        line = read_line(worker)
+        self.assertRegex(line, r"^mqpool worker: connected to " + re.escape(back) +
+                         r" as \S+ \(pid \d+\): 2 executors, tasks: .*mqpool\.exec")
+        deadline = time.monotonic() + DEADLINE
+        while True:  # the executors register a moment after their agent
+            code, out, err = mqpool("status", "--connect", front, "--json")
+            self.assertEqual(code, 0, err)
+            report = json.loads(out)
+            if report["workers"] and report["workers"][0]["executors"] == 2:
+                break
+            self.assertLess(time.monotonic(), deadline, f"status never showed 2 executors: {out}")
+            time.sleep(0.05)
+        self.assertEqual(len(report["workers"]), 1)
+        self.assertEqual(report["workers"][0]["pid"], worker.pid)
+        self.assertEqual(report["workers"][0]["busy"], 0)
+        self.assertEqual(report["clients"], [], "asking for status made a client")
+        code, out, err = mqpool("status", "--connect", front)
+        self.assertEqual(code, 0, err)
+        self.assertIn(str(worker.pid), out)
+        # The worker's SIGTERM: it drains and exits 0.
+        worker.send_signal(signal.SIGTERM)
+        self.assertEqual(worker.wait(timeout=DEADLINE), 0)
+
+    def test_status_on_the_worker_endpoint_says_so(self):
+        broker = start(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
+                       "--backend", "tcp://127.0.0.1:*")
+        self.addCleanup(lambda: (kill_session(broker), broker.stdout.close(), broker.stderr.close()))
+        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
+        code, out, err = mqpool("status", "--connect", m.group(2))
+        self.assertEqual(code, 1)
+        self.assert_one_line_error(err, "--frontend")
 
     def test_watch_redraws_until_sigint_then_exits_0(self):
         fake, endpoint = self.fake("answers", "10")

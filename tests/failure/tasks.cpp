@@ -104,6 +104,11 @@ std::int64_t stuck(std::string dir, std::int64_t ms) {
   return getpid();
 }
 
+std::int64_t nap(std::int64_t ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
 std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t) {
   return {getpid(), g_initializer_calls};
 }
@@ -128,3 +133,4 @@ MQPOOL_TASK_AS(ftest::ppid, "failure.ppid");
 MQPOOL_TASK_AS(ftest::pid_then_wait, "failure.pid_then_wait");
 MQPOOL_TASK_AS(ftest::stuck, "failure.stuck");
 MQPOOL_TASK_AS(ftest::init_state, "failure.init_state");
+MQPOOL_TASK_AS(ftest::nap, "failure.nap");

@@ -50,6 +50,8 @@ std::int64_t ppid(std::int64_t ignored);  // "failure.ppid": getppid()
 std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms);
 // "failure.stuck": claims "try-<n>" in `dir`, writes "pid-<n>", sleeps `ms`, returns getpid().
 std::int64_t stuck(std::string dir, std::int64_t ms);
+// "failure.nap": sleeps `ms` milliseconds, returns `ms`.
+std::int64_t nap(std::int64_t ms);
 // "failure.init_state": (getpid(), how many times the initializer ran in this process).
 std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t ignored);
 

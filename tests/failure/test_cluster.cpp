@@ -178,6 +178,22 @@ TEST(Cluster, TasksSubmittedBeforeAnyWorkerJoinsWaitForTheFirst) {
   EXPECT_GT(r.get(kLong), 0);
 }
 
+// Two clients of one broker: a long map from one does not make the other's apply wait
+// for the map to end (each client has its own queue, and turns go by work received).
+TEST(Cluster, AnotherClientsLongMapDoesNotHoldUpAnApply) {
+  TempDir dir;
+  Cluster c(dir, 2);
+  mqpool::Pool mapper(c.options());
+  mqpool::Pool caller(c.options());
+  TerminateOnExit guard{mapper};
+  // 2000 naps of 2 ms on 2 executors: about 2 s of work, queued ahead of the apply.
+  auto big = mapper.map_async(nap, std::vector<std::int64_t>(2000, 2), mqpool::MapOptions<std::int64_t>{.chunksize = 1});
+  ASSERT_FALSE(big.wait_for(50ms));
+  EXPECT_EQ(bounded(kLong, "apply()", [&] { return caller.apply(nap, std::int64_t{1}); }), 1);
+  EXPECT_FALSE(big.ready()) << "the apply waited for the whole map";
+  EXPECT_EQ(big.get(kLong).size(), 2000u);
+}
+
 TEST(Cluster, ATaskNoConnectedWorkerKnowsFailsWithUnknownTaskError) {
   TempDir dir;
   Cluster c(dir);
@@ -208,6 +224,12 @@ TEST(Cluster, AWorkersSigtermLetsItsRunningTaskFinishAndHandsBackTheRest) {
   const auto running = await_pid_pair(dir.file("p0"));
   ASSERT_TRUE(running);
   c.worker().signal(SIGTERM);
+  // The gate opens once the broker knows: else the first task could end, and the next
+  // be sent, before the agent has told the broker it is leaving.
+  ASSERT_TRUE(eventually([&] {
+    const auto s = mqpool::broker_status(c.front(), kPrompt);
+    return s.workers.size() == 1 && s.workers[0].draining;
+  }, kPrompt)) << "the broker never saw the worker draining";
   create_file(dir.file("g0"));
   EXPECT_EQ(first.get(kLong), running->pid);
   const auto status = c.worker().wait_for(kLong);

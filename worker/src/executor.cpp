@@ -201,6 +201,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
         break;
       }
       if (!m || m->cmd != proto::Cmd::task) continue;
+      if (g_leave != 0) break;  // told to leave: this TASK goes back with the planned exit
       std::vector<proto::TaskSpec> specs;
       try {
         specs = proto::decode<std::vector<proto::TaskSpec>>(*m);

@@ -56,6 +56,8 @@ int worker_main(int argc, char** argv) {
   std::vector<std::string> libs;
   std::string level;
   std::string grace = "10s";
+  std::string heartbeat = "1s";
+  int liveness = 3;
   app.add_option("--connect", o.endpoint, "the broker's worker endpoint, e.g. tcp://HOST:5556")
       ->required();
   app.add_option("--processes", o.processes, "executor processes [one per core]")
@@ -66,6 +68,12 @@ int worker_main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--grace", grace,
                  "on SIGTERM, time running tasks get before they are handed back (500ms, 2m)")
+      ->capture_default_str();
+  app.add_option("--heartbeat", heartbeat,
+                 "heartbeat interval of the agent and its executors (250ms, 2s)")
+      ->capture_default_str();
+  app.add_option("--liveness", liveness,
+                 "heartbeats missed before the broker declares an executor lost")
       ->capture_default_str();
   app.add_option("--log-level", level,
                  "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
@@ -88,6 +96,15 @@ int worker_main(int argc, char** argv) {
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("--grace " + std::string(e.what()));
     }
+    try {
+      o.heartbeat_ms = static_cast<std::uint32_t>(detail::parse_duration(heartbeat).count());
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("--heartbeat " + std::string(e.what()));
+    }
+    if (o.heartbeat_ms == 0) throw std::invalid_argument("--heartbeat must be at least 1ms");
+    if (liveness < 1)
+      throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(liveness));
+    o.liveness = static_cast<std::uint32_t>(liveness);
     detail::configure_log_level(level);
     for (const auto& lib : libs) load_library(lib);
     detail::Registry::instance().validate();

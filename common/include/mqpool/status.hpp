@@ -19,7 +19,9 @@ struct WorkerStatus {
   std::string current_task;     // the function of its longest-running TASK; "" when idle
   double current_for_s = 0;     // how long that TASK has been running
   double connected_for_s = 0;
-  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s, connected_for_s)
+  bool draining = false;  // stopping (SIGTERM): finishes what it runs, takes nothing new
+  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s, connected_for_s,
+                 draining)
 };
 
 struct ClientStatus {
