@@ -57,7 +57,7 @@ std::uint64_t random_id() {
 BrokerCore::BrokerCore(std::uint64_t id) : id_(id != 0 ? id : random_id()) {}
 
 void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
-  if (!started_set_) started_ = now, started_set_ = true;
+  if (started_ == TimePoint{}) started_ = now;  // the first message starts the uptime
   switch (m.cmd) {
     case proto::Cmd::submit: {
       auto specs = proto::decode<std::vector<proto::ChunkSpec>>(m);
@@ -103,7 +103,7 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
 }
 
 void BrokerCore::on_worker(proto::Message&& m, TimePoint now) {
-  if (!started_set_) started_ = now, started_set_ = true;
+  if (started_ == TimePoint{}) started_ = now;  // the first message starts the uptime
   switch (m.cmd) {
     case proto::Cmd::ready:
       on_ready(m.peer, proto::decode<proto::Ready>(m), now);

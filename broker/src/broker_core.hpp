@@ -187,8 +187,7 @@ class BrokerCore {
   bool prefetchable(const Executor& e) const;
 
   std::uint64_t id_;
-  TimePoint started_{};
-  bool started_set_ = false;
+  TimePoint started_{};  // when the first message came
   std::uint64_t next_chunk_ = 1;
   std::unordered_map<std::uint64_t, Chunk> chunks_;
   std::size_t queue_live_ = 0;  // chunks queued, over all clients

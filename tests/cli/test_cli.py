@@ -108,6 +108,20 @@ def free_port_holder(listen):
 
 
 class Case(unittest.TestCase):
+    def spawn(self, *args):
+        """A process with piped output, killed when the test ends."""
+        proc = start(*args)
+        self.addCleanup(lambda: (kill_session(proc), proc.stdout.close(), proc.stderr.close()))
+        return proc
+
+    def real_broker(self):
+        """`mqpool broker` on tcp://127.0.0.1:* and its (clients, workers) endpoints."""
+        broker = self.spawn(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
+                            "--backend", "tcp://127.0.0.1:*")
+        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
+        self.assertIsNotNone(m)
+        return m.groups()
+
     def assert_one_line_error(self, err, *parts):
         text = err.rstrip("\n")
         self.assertTrue(text, "nothing on stderr")
@@ -332,14 +346,8 @@ class Status(Case):
     def test_a_real_broker_reports_its_worker(self):
         """End to end: `mqpool broker`, a `mqpool worker` that says it connected, and
         `mqpool status` that shows that worker with its executors."""
-        broker = start(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
-                       "--backend", "tcp://127.0.0.1:*")
-        self.addCleanup(lambda: (kill_session(broker), broker.stdout.close(), broker.stderr.close()))
-        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
-        self.assertIsNotNone(m)
-        front, back = m.groups()
-        worker = start(MQPOOL, "worker", "--connect", back, "--processes", "2")
-        self.addCleanup(lambda: (kill_session(worker), worker.stdout.close(), worker.stderr.close()))
+        front, back = self.real_broker()
+        worker = self.spawn(MQPOOL, "worker", "--connect", back, "--processes", "2")
         line = read_line(worker)
         self.assertRegex(line, r"^mqpool worker: connected to " + re.escape(back) +
                          r" as \S+ \(pid \d+\): 2 executors, tasks: .*mqpool\.exec")
@@ -364,11 +372,8 @@ class Status(Case):
         self.assertEqual(worker.wait(timeout=DEADLINE), 0)
 
     def test_status_on_the_worker_endpoint_says_so(self):
-        broker = start(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
-                       "--backend", "tcp://127.0.0.1:*")
-        self.addCleanup(lambda: (kill_session(broker), broker.stdout.close(), broker.stderr.close()))
-        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
-        code, out, err = mqpool("status", "--connect", m.group(2))
+        _, back = self.real_broker()
+        code, out, err = mqpool("status", "--connect", back)
         self.assertEqual(code, 1)
         self.assert_one_line_error(err, "--frontend")
 

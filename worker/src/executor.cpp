@@ -114,7 +114,9 @@ class Heartbeat {
   std::thread thread_;
 };
 
-// SIGTERM from a draining agent: finish the TASK being run, answer it, leave.
+// SIGTERM from a draining agent, or the terminal's Ctrl-C (SIGINT reaches the whole
+// process group): finish the TASK being run, answer it, leave. A handler rather than
+// SIG_IGN, so that the commands mqpool.exec starts get the default action back.
 volatile std::sig_atomic_t g_leave = 0;
 extern "C" void on_leave(int) { g_leave = 1; }
 
@@ -122,11 +124,12 @@ void restore_signals() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int s : {SIGCHLD, SIGINT, SIGPIPE}) signal(s, SIG_DFL);
+  for (int s : {SIGCHLD, SIGPIPE}) signal(s, SIG_DFL);
   struct sigaction sa {};
   sa.sa_handler = on_leave;
   sa.sa_flags = SA_RESTART;  // a task's own system calls go on; ZeroMQ's wait returns EINTR
   sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
 }
 
 }  // namespace
