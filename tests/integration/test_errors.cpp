@@ -257,11 +257,15 @@ TEST(ConnectionError, UnreachableBrokerIsReported) {
   // Either the constructor or the first call reports it; neither may hang.
   bounded(std::chrono::seconds(90), "a pool on an unreachable broker", [&] {
     try {
-      mqpool::Pool pool(mqpool::PoolOptions{.connect = endpoint});
+      mqpool::Pool pool(mqpool::PoolOptions{.connect = endpoint,
+                                            .connect_timeout = std::chrono::milliseconds(500)});
       pool.apply_async(square, std::int64_t{2}).get(std::chrono::seconds(80));
       ADD_FAILURE() << "a task ran without a broker";
     } catch (const mqpool::ConnectionError& e) {
-      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+      const std::string what = e.what();
+      EXPECT_EQ(what.find('\n'), std::string::npos);
+      EXPECT_NE(what.find(endpoint), std::string::npos) << what;
+      EXPECT_NE(what.find("500 ms"), std::string::npos) << what;
     } catch (const std::exception& e) {
       ADD_FAILURE() << "expected ConnectionError, got: " << e.what();
     }
