@@ -125,12 +125,11 @@ std::string workers_table(const BrokerStatus& s) {
   out += header(cols);
   for (const auto& w : sorted(s.workers)) {
     const bool idle = w.current_task.empty();
-    out += row(
-        cols,
-        {w.host + (w.draining ? " (stopping)" : ""), std::to_string(w.pid),
-         std::to_string(w.busy) + "/" + std::to_string(w.executors),
-         count(w.tasks_done, 7), idle ? "-" : w.current_task,
-         idle ? "-" : format_duration(w.current_for_s), format_duration(w.connected_for_s)});
+    out += row(cols,
+               {w.host + (w.draining ? " (stopping)" : ""), std::to_string(w.pid),
+                std::to_string(w.busy) + "/" + std::to_string(w.executors), count(w.tasks_done, 7),
+                idle ? "-" : w.current_task, idle ? "-" : format_duration(w.current_for_s),
+                format_duration(w.connected_for_s)});
   }
   return out;
 }

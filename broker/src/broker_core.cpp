@@ -71,7 +71,8 @@ void BrokerCore::on_client(proto::Message&& m, TimePoint now) {
                                    " tasks in " + std::to_string(m.frames[i].size()) + " bytes");
       Client* c = known_client(m.peer, now);
       if (c == nullptr) return;  // told to HELLO again: it resubmits everything then
-      for (std::size_t i = 0; i < specs.size(); ++i) submit(*c, std::move(specs[i]), std::move(m.frames[i]), now);
+      for (std::size_t i = 0; i < specs.size(); ++i)
+        submit(*c, std::move(specs[i]), std::move(m.frames[i]), now);
       break;
     }
     case proto::Cmd::cancel:
@@ -264,7 +265,8 @@ void BrokerCore::dispatch(TimePoint now) {
 }
 
 // The first live chunk of the client's queue (stale entries are dropped on the way).
-BrokerCore::Chunk* BrokerCore::head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* out) {
+BrokerCore::Chunk* BrokerCore::head(Client& c,
+                                    std::unordered_map<std::uint64_t, Chunk>::iterator* out) {
   while (!c.queue.empty()) {
     auto it = chunks_.find(c.queue.front());
     if (it == chunks_.end() || !it->second.executor.empty()) {
@@ -286,7 +288,8 @@ BrokerCore::Client* BrokerCore::next_client(const Executor& e) {
     Chunk* h = c->live > 0 ? head(*c) : nullptr;
     if (h == nullptr) {
       c->active = false;
-      active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));  // keeps ties in arrival order
+      // erase, not swap-and-pop: ties keep their arrival order
+      active_.erase(active_.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
     }
     if ((best == nullptr || c->served < best->served) && knows(e, h->spec.fn)) best = c;
@@ -309,7 +312,8 @@ bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
   const std::string& id = *e.id;
   std::vector<proto::TaskSpec> specs;
   std::vector<zmq::message_t> frames;
-  const std::size_t limit = e.max_bundle > 0 ? std::min<std::size_t>(share(), e.max_bundle) : share();
+  const std::size_t limit =
+      e.max_bundle > 0 ? std::min<std::size_t>(share(), e.max_bundle) : share();
   std::uint64_t tasks = 0;
   Clock::duration work{};
   std::unordered_map<std::uint64_t, Chunk>::iterator it;
@@ -370,7 +374,9 @@ bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
   // Work of unknown cost counts as a millisecond a task, so that a new function cannot
   // take every executor before its cost is known.
   vtime_ = c.served;
-  c.served += work > Clock::duration{} ? work : std::chrono::milliseconds(1) * static_cast<std::int64_t>(tasks);
+  c.served += work > Clock::duration{}
+                  ? work
+                  : std::chrono::milliseconds(1) * static_cast<std::int64_t>(tasks);
   ++e.inflight;
   std::vector<std::uint64_t> ids;
   ids.reserve(specs.size());
@@ -419,7 +425,8 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     counters_.done += c.spec.count;
     count_done(c.spec.count, now);
     if (ex != executors_.end())
-      if (auto a = agents_.find(ex->second.agent); a != agents_.end()) a->second.tasks_done += c.spec.count;
+      if (auto a = agents_.find(ex->second.agent); a != agents_.end())
+        a->second.tasks_done += c.spec.count;
     auto r = std::find_if(replies.begin(), replies.end(),
                           [&](const Reply& x) { return x.client == c.client; });
     if (r == replies.end()) r = replies.insert(replies.end(), Reply{c.client, {}, {}});
@@ -453,8 +460,8 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 // death counts against none of them; nor does it when the one chunk is a batch of single
 // calls (ChunkSpec::coalesced), whose tasks belong to as many callers. Either way the
 // chunks that had started are split into single tasks that travel alone: a poisonous
-// input cannot take its neighbours down again, and its next death names it. A prefetched TASK had not started: it goes back
-// untouched.
+// input cannot take its neighbours down again, and its next death names it. A prefetched TASK had
+// not started: it goes back untouched.
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
@@ -470,7 +477,8 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
     // A batch of single calls has no culprit either: each is its own caller's task.
     const bool known_culprit = running.size() == 1 && c != chunks_.end() &&
                                !(c->second.spec.coalesced && c->second.spec.count > 1);
-    requeue(cid, crashed && ran && known_culprit, crashed && ran, its_fault, reason + " on " + ex.name);
+    requeue(cid, crashed && ran && known_culprit, crashed && ran, its_fault,
+            reason + " on " + ex.name);
   }
 }
 
@@ -482,9 +490,9 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, bool lost,
   Chunk& c = it->second;
   c.executor.clear();
   if (penalise && ++c.losses > c.spec.max_retries) {
-    fail(id, WireError{ErrorCode::worker_lost, "", "worker process lost: " + reason + " (task '" +
-                                                        c.spec.fn + "', " +
-                                                        std::to_string(c.losses) + " tries)",
+    fail(id, WireError{ErrorCode::worker_lost, "",
+                       "worker process lost: " + reason + " (task '" + c.spec.fn + "', " +
+                           std::to_string(c.losses) + " tries)",
                        c.spec.fn, ""});
     return;
   }
@@ -495,8 +503,8 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, bool lost,
     try {
       split_to_front(it, even(c.spec.count, c.spec.count));
     } catch (const SerializationError& e) {
-      fail(id, WireError{ErrorCode::serialization, "", std::string("cannot split chunk for retry: ") + e.what(),
-                         c.spec.fn, ""});
+      fail(id, WireError{ErrorCode::serialization, "",
+                         std::string("cannot split chunk for retry: ") + e.what(), c.spec.fn, ""});
     }
     return;
   }
@@ -518,8 +526,9 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
     spec.seq = seq;
     spec.count = counts[i];
     const std::uint64_t nid = next_chunk_++;
-    chunks_.emplace(nid, Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses,
-                               whole.suspect, {}});
+    chunks_.emplace(
+        nid,
+        Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, whole.suspect, {}});
     enqueue(nid, *whole.client, true);
   }
 }
@@ -566,7 +575,8 @@ void BrokerCore::kill_executor(const std::string& id) {
 void BrokerCore::send_kill(const Executor& e) {
   auto agent = agents_.find(e.agent);
   if (agent != agents_.end())
-    outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
+    outbox_.push_back(
+        {Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
 }
 
 // Forgets every chunk of the client: queued ones leave its queue, running ones have
@@ -606,8 +616,9 @@ void BrokerCore::on_tick(TimePoint now) {
     auto ex = executors_.find(d.executor);
     const std::string where = ex != executors_.end() ? ex->second.name : std::string("?");
     if (ex != executors_.end()) ex->second.chunks.erase(d.chunk);
-    fail(d.chunk, WireError{ErrorCode::timeout, "", "task '" + s.fn + "' ran past its time limit of " +
-                                                        std::to_string(s.timeout_ms) + " ms on " + where,
+    fail(d.chunk, WireError{ErrorCode::timeout, "",
+                            "task '" + s.fn + "' ran past its time limit of " +
+                                std::to_string(s.timeout_ms) + " ms on " + where,
                             s.fn, where});
     kill_executor(d.executor);
   }

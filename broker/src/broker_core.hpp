@@ -119,8 +119,8 @@ class BrokerCore {
     Executor* prev = nullptr;
     Executor* next = nullptr;
     const std::string* id = nullptr;
-    bool doomed = false;         // being killed: no more work
-    bool exclusive = false;      // runs a timed or suspect chunk: nothing else meanwhile
+    bool doomed = false;     // being killed: no more work
+    bool exclusive = false;  // runs a timed or suspect chunk: nothing else meanwhile
     std::unordered_set<std::uint64_t> chunks;
     struct Sent {
       TimePoint at;
@@ -190,7 +190,7 @@ class BrokerCore {
   TimePoint started_{};  // when the first message came
   std::uint64_t next_chunk_ = 1;
   std::unordered_map<std::uint64_t, Chunk> chunks_;
-  std::size_t queue_live_ = 0;  // chunks queued, over all clients
+  std::size_t queue_live_ = 0;                       // chunks queued, over all clients
   std::unordered_map<std::string, Client> clients_;  // by routing id
   std::vector<Client*> active_;  // clients that may have queued chunks, in arrival order
   Clock::duration vtime_{};      // `served` of the last TASK's client before that TASK

@@ -48,7 +48,8 @@ Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& 
 }
 
 void Loop::watch_disconnects(zmq::context_t& ctx) {
-  const std::string addr = "inproc://mqpool-broker-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  const std::string addr =
+      "inproc://mqpool-broker-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
   if (zmq_socket_monitor(frontend_->handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
     throw zmq::error_t();
   monitor_.emplace(ctx, zmq::socket_type::pair);
@@ -158,7 +159,8 @@ void Loop::send(Outgoing& o, bool deliver_local_now) {
 // included) may consume that signal: ZMQ_EVENTS is the truth.
 bool Loop::any_readable() {
   auto readable = [](zmq::socket_t& s) { return (s.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; };
-  return readable(backend_) || (frontend_ && readable(*frontend_)) || (monitor_ && readable(*monitor_));
+  return readable(backend_) || (frontend_ && readable(*frontend_)) ||
+         (monitor_ && readable(*monitor_));
 }
 
 // Handles everything that is ready: results held for the local client, its submissions,
@@ -200,7 +202,8 @@ void Loop::run(const std::atomic<bool>* stop) {
     const int n = ::poll(fds.data(), fds.size(), timeout);
     const int err = errno;
     lock.lock();
-    if (n < 0 && err != EINTR) throw std::system_error(err, std::generic_category(), "broker: poll");
+    if (n < 0 && err != EINTR)
+      throw std::system_error(err, std::generic_category(), "broker: poll");
     local_ready = local_ != nullptr && n > 0 && (fds[local_fd].revents & POLLIN) != 0;
   }
   if (stop != nullptr && stop->load()) {

@@ -11,7 +11,8 @@ namespace mqpool::broker {
 namespace {
 
 Clock::duration window(std::uint32_t heartbeat_ms, std::uint32_t liveness) {
-  return std::chrono::milliseconds(std::uint64_t{std::max(heartbeat_ms, 1u)} * std::max(liveness, 1u));
+  return std::chrono::milliseconds(std::uint64_t{std::max(heartbeat_ms, 1u)} *
+                                   std::max(liveness, 1u));
 }
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -44,9 +45,10 @@ void BrokerCore::on_hello(const std::string& peer, const proto::Hello& h, TimePo
   c.since = now;
   c.expiry = window(h.heartbeat_ms, h.liveness);
   seen(peer, now);
-  outbox_.push_back({Side::client, proto::make(proto::Cmd::welcome,
-                                               proto::Welcome{id_, static_cast<std::uint32_t>(executors_.size())},
-                                               peer)});
+  outbox_.push_back(
+      {Side::client,
+       proto::make(proto::Cmd::welcome,
+                   proto::Welcome{id_, static_cast<std::uint32_t>(executors_.size())}, peer)});
 }
 
 // The client, if the broker knows it (and it is alive now); otherwise it is told to say
@@ -90,13 +92,15 @@ void BrokerCore::shutdown(const std::string& reason) {
 
 void BrokerCore::refuse(Side side, const std::string& peer) {
   ++counters_.refused;
-  outbox_.push_back({side, proto::make(proto::Cmd::refused,
-                                       proto::Bye{side == Side::client ? kWrongFrontend : kWrongBackend},
-                                       peer)});
+  outbox_.push_back(
+      {side, proto::make(proto::Cmd::refused,
+                         proto::Bye{side == Side::client ? kWrongFrontend : kWrongBackend}, peer)});
 }
 
-void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello& h, TimePoint now) {
-  if (peer != proto::agent_id(h.agent)) throw SerializationError("agent hello: id and routing id differ");
+void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello& h,
+                                TimePoint now) {
+  if (peer != proto::agent_id(h.agent))
+    throw SerializationError("agent hello: id and routing id differ");
   Agent& a = agents_[h.agent];
   if (a.id.empty()) a.since = now;
   a.id = peer;
@@ -186,7 +190,8 @@ void BrokerCore::expire_silent(TimePoint now) {
     const Executor& e = executors_.at(id);
     const std::string reason =
         "stopped answering (no heartbeat for " +
-        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.expiry).count()) + " ms)";
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.expiry).count()) +
+        " ms)";
     send_kill(e);
     drop_executor(id, true, reason);
   }

@@ -31,7 +31,8 @@ void validate(const PoolOptions& o) {
     throw std::invalid_argument("PoolOptions::connect_timeout must be > 0");
   if (o.reconnect_timeout.count() < 0) bad("reconnect_timeout", o.reconnect_timeout.count());
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
-    throw std::invalid_argument("PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
+    throw std::invalid_argument(
+        "PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
 }
 
 // In the forked agent: keep stdio and the pipe; other descriptors belong to the client
@@ -64,7 +65,8 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
         *session_);
     // `processes` describes local workers and is ignored here; map chunks are sized
     // for the executors the cluster had when this pool joined it.
-    processes_ = link_->executors_at_connect() > 0 ? static_cast<int>(link_->executors_at_connect()) : 8;
+    processes_ =
+        link_->executors_at_connect() > 0 ? static_cast<int>(link_->executors_at_connect()) : 8;
     return;
   }
   processes_ = options_.processes > 0
@@ -205,8 +207,8 @@ void PoolCore::terminate() {
     state_ = State::terminated;
   }
   stop_agent(true);
-  session_->fail_all(WireError{ErrorCode::pool_state, "", "the pool was terminated before the task finished",
-                               "", ""});
+  session_->fail_all(WireError{ErrorCode::pool_state, "",
+                               "the pool was terminated before the task finished", "", ""});
 }
 
 void PoolCore::join() {

@@ -345,7 +345,8 @@ RemoteLink::~RemoteLink() {
 WireError RemoteLink::gone() const {
   return WireError{ErrorCode::connection, "",
                    "no broker at " + options_.endpoint + " for more than " +
-                       std::to_string(options_.reconnect_timeout.count()) + " ms (PoolOptions::reconnect_timeout)",
+                       std::to_string(options_.reconnect_timeout.count()) +
+                       " ms (PoolOptions::reconnect_timeout)",
                    "", ""};
 }
 
@@ -448,7 +449,8 @@ void RemoteLink::on_message(proto::Message& m, Clock::time_point now) {
     case proto::Cmd::refused: {
       const std::string reason = proto::decode<proto::Bye>(m).reason;
       log().warn("client: broker {}: {}", options_.endpoint, reason);
-      session_.fail_outstanding(WireError{ErrorCode::connection, "", "broker " + options_.endpoint + ": " + reason, "", ""});
+      session_.fail_outstanding(WireError{ErrorCode::connection, "",
+                                          "broker " + options_.endpoint + ": " + reason, "", ""});
       welcomed_ = false;
       lost_since_ = now;
       return;
@@ -473,7 +475,8 @@ void RemoteLink::beat(Clock::time_point now) {
   if (now < next_beat_) return;
   next_beat_ = now + options_.heartbeat;
   if (welcomed_ && now - last_heard_ > options_.heartbeat * options_.liveness) {
-    lose(now, "no heartbeat for " + std::to_string((options_.heartbeat * options_.liveness).count()) + " ms");
+    lose(now, "no heartbeat for " +
+                  std::to_string((options_.heartbeat * options_.liveness).count()) + " ms");
     return;
   }
   if (welcomed_) {

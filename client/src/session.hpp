@@ -38,7 +38,7 @@ class Session final : public broker::LocalClient {
   // Returns true when the queue was empty: the caller must then have it served, by
   // wake() or by serving it on its own thread.
   [[nodiscard]] bool submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
-              std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last);
+                            std::uint32_t timeout_ms, std::vector<EncodedChunk> chunks, bool last);
   // Fails every task without an outcome with `e` and asks the broker to drop this
   // client's work. Thread-safe; returns once done (or once the session has stopped).
   void fail_all(const WireError& e);
@@ -82,7 +82,7 @@ class Session final : public broker::LocalClient {
   // A chunk sent to the broker and not yet answered in full (keep_sent only).
   struct SentChunk {
     proto::ChunkSpec spec;
-    zmq::message_t args;     // shares the sent frame's buffer
+    zmq::message_t args;      // shares the sent frame's buffer
     std::uint32_t remaining;  // tasks without an outcome
   };
 
@@ -96,15 +96,15 @@ class Session final : public broker::LocalClient {
   std::uint32_t max_retries_;
   bool coalesce_;
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
-  std::vector<Op> ops_taken_;                        // driver thread only
-  std::uint64_t next_batch_ = 0;                     // driver thread only
+  std::vector<Op> ops_taken_;                       // driver thread only
+  std::uint64_t next_batch_ = 0;                    // driver thread only
   bool keep_sent_;
-  std::map<std::uint64_t, SentChunk> sent_;          // driver thread only; by first seq
+  std::map<std::uint64_t, SentChunk> sent_;  // driver thread only; by first seq
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::vector<Op> ops_;
-  std::size_t fail_ops_ = 0;  // Op::fail_all entries in ops_
+  std::size_t fail_ops_ = 0;   // Op::fail_all entries in ops_
   std::uint64_t pending_ = 0;  // tasks submitted without an outcome
   std::uint64_t fails_done_ = 0;
   bool stop_ = false;
@@ -150,7 +150,7 @@ class RemoteLink {
   proto::Hello hello_;
   bool welcomed_ = false;  // the broker knows this client now
   std::uint32_t executors_at_connect_ = 0;
-  bool expired_ = false;   // lost for longer than reconnect_timeout: work fails at once
+  bool expired_ = false;  // lost for longer than reconnect_timeout: work fails at once
   Clock::time_point last_heard_{}, lost_since_{}, next_beat_{};
   std::thread thread_;
 };

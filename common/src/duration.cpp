@@ -13,7 +13,8 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   // operator+ that would say the same (GCC bug 105329).
   const auto bad = [&](std::string_view why) {
     std::string m = "'";
-    m.append(text).append("' ").append(why).append("; use e.g. 500ms, 10s, 2m or a number of seconds");
+    m.append(text).append("' ").append(why).append(
+        "; use e.g. 500ms, 10s, 2m or a number of seconds");
     return std::invalid_argument(m);
   };
   double value = 0;

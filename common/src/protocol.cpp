@@ -99,11 +99,13 @@ bool read_array(const zmq::message_t& h, std::vector<T>& out, std::uint32_t fiel
 
 bool decode_fast(const zmq::message_t& h, std::vector<ChunkSpec>& out) {
   return read_array(h, out, 6, [](Field f, ChunkSpec& c) {
-    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries) && f(c.coalesced);
+    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries) &&
+           f(c.coalesced);
   });
 }
 bool decode_fast(const zmq::message_t& h, std::vector<TaskSpec>& out) {
-  return read_array(h, out, 3, [](Field f, TaskSpec& t) { return f(t.chunk) && f(t.count) && f(t.fn); });
+  return read_array(h, out, 3,
+                    [](Field f, TaskSpec& t) { return f(t.chunk) && f(t.count) && f(t.fn); });
 }
 bool decode_fast(const zmq::message_t& h, std::vector<ResultSpec>& out) {
   return read_array(h, out, 2, [](Field f, ResultSpec& r) { return f(r.seq) && f(r.count); });

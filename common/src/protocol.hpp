@@ -23,15 +23,16 @@ inline constexpr std::int64_t kMaxMessageSize = std::int64_t{1} << 31;
 
 enum class Cmd : std::uint8_t {
   // client <-> broker (frontend)
-  submit = 0x01,  // C->B header: [ChunkSpec...]        frames: one args frame per chunk
-  result = 0x02,  // B->C header: [ResultSpec...]       frames: errors, values per chunk
-  cancel = 0x03,  // C->B header: []  drop every queued and running chunk of this client
+  submit = 0x01,   // C->B header: [ChunkSpec...]        frames: one args frame per chunk
+  result = 0x02,   // B->C header: [ResultSpec...]       frames: errors, values per chunk
+  cancel = 0x03,   // C->B header: []  drop every queued and running chunk of this client
   hello = 0x04,    // C->B header: Hello           a cluster client (re)joins; B answers WELCOME
   welcome = 0x05,  // B->C header: Welcome
   bye = 0x06,      // C->B: leaving, drop my work; B->C/A: the broker is stopping. header: Bye
   reset = 0x07,    // B->peer header: []  "I do not know you": HELLO (client: and resubmit) again
   status = 0x08,   // C->B header: []; B->C header: StatusReport
-  refused = 0x09,  // B->peer header: Bye           the peer is on the wrong endpoint, or not admitted
+  refused =
+      0x09,  // B->peer header: Bye           the peer is on the wrong endpoint, or not admitted
   // broker <-> worker (backend)
   ready = 0x10,        // E->B header: Ready                executor joins with credit
   task = 0x11,         // B->E header: [TaskSpec...]        frames: one args frame per chunk
@@ -79,8 +80,8 @@ struct Ready {
   std::uint64_t agent = 0;  // the agent that forked this executor
   std::uint32_t pid = 0;
   std::string host;
-  std::uint32_t credit = 1;      // TASK messages it accepts before the first DONE
-  std::uint32_t max_bundle = 0;  // chunks per TASK message it accepts; 0 = any
+  std::uint32_t credit = 1;           // TASK messages it accepts before the first DONE
+  std::uint32_t max_bundle = 0;       // chunks per TASK message it accepts; 0 = any
   std::uint32_t heartbeat_ms = 1000;  // it sends a HEARTBEAT this often, busy or not
   std::uint32_t liveness = 3;         // heartbeats missed before the broker declares it lost
   MSGPACK_DEFINE(agent, pid, host, credit, max_bundle, heartbeat_ms, liveness)
@@ -172,7 +173,7 @@ bool decode_fast(const zmq::message_t& header, std::vector<std::uint64_t>& out);
 // Decodes the header of `m` as H. Throws SerializationError.
 template <class H>
 H decode(const Message& m) {
-  if constexpr (requires(H& h) { decode_fast(m.header, h); }) {
+  if constexpr (requires(H & h) { decode_fast(m.header, h); }) {
     H h;
     if (decode_fast(m.header, h)) return h;
   }

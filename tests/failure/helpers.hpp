@@ -2,9 +2,9 @@
 // helpers the failure tests need on top.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 
 #include <sstream>
@@ -85,7 +85,8 @@ class Scenario {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     if (!stderr_path.empty())
-      posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data()) != 0)
       pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
@@ -111,7 +112,8 @@ class Scenario {
   std::optional<int> wait_for(std::chrono::milliseconds limit) {
     if (pid_ <= 0) return std::nullopt;
     int status = -1;
-    if (!eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit)) return std::nullopt;
+    if (!eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit))
+      return std::nullopt;
     pid_ = -1;
     return status;
   }

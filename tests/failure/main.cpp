@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
     if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
     // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers).
     if (role == "broker" && dir != nullptr)
-      return mqpool::run_broker({"ipc://" + std::string(dir) + "/front",
-                                 "ipc://" + std::string(dir) + "/back"});
+      return mqpool::run_broker(
+          {"ipc://" + std::string(dir) + "/front", "ipc://" + std::string(dir) + "/back"});
     // `mqpool worker` with this binary's tasks; the arguments are the worker's options.
     if (role == "worker") return mqpool::worker_main(argc, argv);
     std::fprintf(stderr, "unknown MQPOOL_FAILURE_SCENARIO '%s' (or no MQPOOL_FAILURE_DIR)\n",

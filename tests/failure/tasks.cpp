@@ -1,7 +1,5 @@
 #include "tasks.hpp"
 
-#include "helpers.hpp"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -16,6 +14,8 @@
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+
+#include "helpers.hpp"
 
 namespace ftest {
 namespace {

@@ -84,17 +84,17 @@ TEST(Cluster, ABrokerKilledAndStartedAgainGetsEveryUnansweredTaskAgain) {
   std::atomic<int> callbacks{0};
   std::vector<mqpool::AsyncResult<std::int64_t>> rs;
   for (int i = 0; i < 6; ++i)
-    rs.push_back(pool.apply_async(pid_then_wait,
-                                  std::tuple{dir.file("p" + std::to_string(i)), dir.file("gate"),
-                                             std::int64_t{60000}},
-                                  mqpool::Callbacks<std::int64_t>{
-                                      .callback = [&](const std::int64_t&) { ++callbacks; }}));
+    rs.push_back(pool.apply_async(
+        pid_then_wait,
+        std::tuple{dir.file("p" + std::to_string(i)), dir.file("gate"), std::int64_t{60000}},
+        mqpool::Callbacks<std::int64_t>{.callback = [&](const std::int64_t&) { ++callbacks; }}));
   ASSERT_TRUE(await_pid_pair(dir.file("p0")));
   ASSERT_TRUE(await_pid_pair(dir.file("p1")));
   c.broker().kill();
   c.start_broker();
   create_file(dir.file("gate"));
-  for (auto& r : rs) EXPECT_GT(bounded(kLong, "get() after the restart", [&] { return r.get(kLong); }), 0);
+  for (auto& r : rs)
+    EXPECT_GT(bounded(kLong, "get() after the restart", [&] { return r.get(kLong); }), 0);
   pool.close();
   bounded(kLong, "join()", [&] { pool.join(); });
   EXPECT_EQ(callbacks.load(), 6) << "a result was delivered twice, or not at all";
@@ -160,7 +160,8 @@ TEST(Cluster, AKilledClientsTasksAreDroppedAndItsExecutorFreed) {
       << "the executor running the dead client's task was not killed";
   mqpool::Pool pool(c.options());
   TerminateOnExit guard{pool};
-  const auto took = elapsed([&] { EXPECT_NE(pool.apply_async(pid, std::int64_t{0}).get(kPrompt), executor); });
+  const auto took =
+      elapsed([&] { EXPECT_NE(pool.apply_async(pid, std::int64_t{0}).get(kPrompt), executor); });
   EXPECT_LT(took, kPrompt);
   EXPECT_FALSE(file_exists(dir.file("dead-1"))) << "a dead client's queued task ran";
 }
@@ -187,7 +188,8 @@ TEST(Cluster, AnotherClientsLongMapDoesNotHoldUpAnApply) {
   mqpool::Pool caller(c.options());
   TerminateOnExit guard{mapper};
   // 2000 naps of 2 ms on 2 executors: about 2 s of work, queued ahead of the apply.
-  auto big = mapper.map_async(nap, std::vector<std::int64_t>(2000, 2), mqpool::MapOptions<std::int64_t>{.chunksize = 1});
+  auto big = mapper.map_async(nap, std::vector<std::int64_t>(2000, 2),
+                              mqpool::MapOptions<std::int64_t>{.chunksize = 1});
   ASSERT_FALSE(big.wait_for(50ms));
   EXPECT_EQ(bounded(kLong, "apply()", [&] { return caller.apply(nap, std::int64_t{1}); }), 1);
   EXPECT_FALSE(big.ready()) << "the apply waited for the whole map";
@@ -226,10 +228,13 @@ TEST(Cluster, AWorkersSigtermLetsItsRunningTaskFinishAndHandsBackTheRest) {
   c.worker().signal(SIGTERM);
   // The gate opens once the broker knows: else the first task could end, and the next
   // be sent, before the agent has told the broker it is leaving.
-  ASSERT_TRUE(eventually([&] {
-    const auto s = mqpool::broker_status(c.front(), kPrompt);
-    return s.workers.size() == 1 && s.workers[0].draining;
-  }, kPrompt)) << "the broker never saw the worker draining";
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto s = mqpool::broker_status(c.front(), kPrompt);
+        return s.workers.size() == 1 && s.workers[0].draining;
+      },
+      kPrompt))
+      << "the broker never saw the worker draining";
   create_file(dir.file("g0"));
   EXPECT_EQ(first.get(kLong), running->pid);
   const auto status = c.worker().wait_for(kLong);

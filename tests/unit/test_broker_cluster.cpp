@@ -43,7 +43,7 @@ TEST(BrokerClients, HeartbeatsAreEchoedToKnownPeersAndAnsweredWithResetOtherwise
   h.core.on_worker(bare(Cmd::heartbeat, proto::agent_id(2)), h.now);  // never said hello
   auto sent = h.take();
   ASSERT_EQ(sent.size(), 6u);
-  const Cmd expected[] = {Cmd::heartbeat, Cmd::reset, Cmd::heartbeat,
+  const Cmd expected[] = {Cmd::heartbeat, Cmd::reset,     Cmd::heartbeat,
                           Cmd::reset,     Cmd::heartbeat, Cmd::reset};
   for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(sent[i].cmd, expected[i]) << "message " << i;
 }
@@ -136,7 +136,8 @@ TEST(BrokerClients, ClientsThatComeAndGoDoNotGrowTheHeap) {
   auto visit = [&](int i) {
     const std::string id = "client-" + std::to_string(i % 7) + std::string(20, 'x');
     h.greet(id, 1000, /*remember=*/false);
-    proto::Message m = proto::make(Cmd::submit, std::vector<proto::ChunkSpec>{chunk(0), chunk(1)}, id);
+    proto::Message m =
+        proto::make(Cmd::submit, std::vector<proto::ChunkSpec>{chunk(0), chunk(1)}, id);
     for (int k = 0; k < 2; ++k) m.frames.emplace_back(int_args(k).data(), int_args(k).size());
     h.core.on_client(std::move(m), h.now);
     if (i % 2 == 0)
@@ -371,10 +372,10 @@ TEST(BrokerDrain, ALeavingAgentGetsNoNewWorkAndHandsBackTheRestWithoutALoss) {
 
 TEST(BrokerStatus, TheReportNamesWorkersClientsAndCounts) {
   Harness h;
-  h.core.on_worker(proto::make(Cmd::agent_hello,
-                               proto::AgentHello{1, 4242, "host-a", {"fn"}, 2, 1000, 3},
-                               proto::agent_id(1)),
-                   h.now);
+  h.core.on_worker(
+      proto::make(Cmd::agent_hello, proto::AgentHello{1, 4242, "host-a", {"fn"}, 2, 1000, 3},
+                  proto::agent_id(1)),
+      h.now);
   (void)h.core.take_outbox();
   h.ready(1, 10);
   h.ready(1, 11);

@@ -8,8 +8,8 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <set>
@@ -73,8 +73,9 @@ class Agent {
       }
       const auto until = std::min(next_beat_, drain_deadline_);
       try {
-        zmq::poll(items, nitems, std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now),
-                                          std::chrono::milliseconds(0)));
+        zmq::poll(items, nitems,
+                  std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now),
+                           std::chrono::milliseconds(0)));
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
         continue;
@@ -124,7 +125,8 @@ class Agent {
   void beat(TimePoint now) {
     if (now < next_beat_) return;
     next_beat_ = now + std::chrono::milliseconds(options_.heartbeat_ms);
-    if (welcomed_ && now - last_heard_ > std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness) {
+    if (welcomed_ &&
+        now - last_heard_ > std::chrono::milliseconds(options_.heartbeat_ms) * options_.liveness) {
       detail::log().warn("agent: lost the broker at {}; reconnecting", options_.endpoint);
       welcomed_ = false;
     }
@@ -157,7 +159,8 @@ class Agent {
       }
       case proto::Cmd::welcome:
         if (!welcomed_ && !ever_welcomed_ && options_.parent_fd < 0) announce();
-        if (!welcomed_ && ever_welcomed_) detail::log().info("agent: back with the broker at {}", options_.endpoint);
+        if (!welcomed_ && ever_welcomed_)
+          detail::log().info("agent: back with the broker at {}", options_.endpoint);
         welcomed_ = ever_welcomed_ = true;
         return;
       case proto::Cmd::reset:
@@ -171,8 +174,8 @@ class Agent {
         return;
       case proto::Cmd::refused: {
         const std::string reason = proto::decode<proto::Bye>(m).reason;
-        std::fprintf(stderr, "mqpool worker: %s refused this worker: %s\n", options_.endpoint.c_str(),
-                     reason.c_str());
+        std::fprintf(stderr, "mqpool worker: %s refused this worker: %s\n",
+                     options_.endpoint.c_str(), reason.c_str());
         exit_code_ = 1;
         stopping_ = true;
         return;
@@ -185,7 +188,8 @@ class Agent {
   // One line on stdout when a standalone worker first reaches its broker.
   void announce() const {
     std::string tasks;
-    for (const std::string& t : detail::Registry::instance().names()) tasks += (tasks.empty() ? "" : ", ") + t;
+    for (const std::string& t : detail::Registry::instance().names())
+      tasks += (tasks.empty() ? "" : ", ") + t;
     std::printf("mqpool worker: connected to %s as %s (pid %d): %d executors, tasks: %s\n",
                 options_.endpoint.c_str(), detail::hostname().c_str(), static_cast<int>(getpid()),
                 options_.processes, tasks.c_str());
@@ -211,7 +215,8 @@ class Agent {
     }
     draining_ = true;
     drain_deadline_ = Clock::now() + options_.grace;
-    detail::log().info("agent: stopping; running tasks may finish for {} ms", options_.grace.count());
+    detail::log().info("agent: stopping; running tasks may finish for {} ms",
+                       options_.grace.count());
     send(proto::make(proto::Cmd::leaving, std::vector<int>{}));
     for (pid_t pid : children_) kill(pid, SIGTERM);
   }

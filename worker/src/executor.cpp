@@ -29,10 +29,11 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   }
   const detail::TaskEntry* entry = detail::Registry::instance().find(spec.fn);
   if (entry == nullptr) {
-    proto::fail_frames(spec.count,
-                       WireError{ErrorCode::unknown_task, "", "no worker knows the task '" + spec.fn + "'",
-                                 spec.fn, detail::host_pid()},
-                       frames);
+    proto::fail_frames(
+        spec.count,
+        WireError{ErrorCode::unknown_task, "", "no worker knows the task '" + spec.fn + "'",
+                  spec.fn, detail::host_pid()},
+        frames);
     return;
   }
   detail::Reader reader(args.data(), args.size());
@@ -88,7 +89,8 @@ class Heartbeat {
         last_echo = now;
       }
       // Short polls so that the destructor's stop flag is seen promptly.
-      zmq::poll(&item, 1, std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
+      zmq::poll(&item, 1,
+                std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
       while (true) {
         std::optional<proto::Message> m;
         try {

@@ -16,12 +16,12 @@ struct WorkerStatus {
   std::uint32_t executors = 0;
   std::uint32_t busy = 0;  // executors holding a TASK
   std::uint64_t tasks_done = 0;
-  std::string current_task;     // the function of its longest-running TASK; "" when idle
-  double current_for_s = 0;     // how long that TASK has been running
+  std::string current_task;  // the function of its longest-running TASK; "" when idle
+  double current_for_s = 0;  // how long that TASK has been running
   double connected_for_s = 0;
   bool draining = false;  // stopping (SIGTERM): finishes what it runs, takes nothing new
-  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s, connected_for_s,
-                 draining)
+  MSGPACK_DEFINE(host, pid, executors, busy, tasks_done, current_task, current_for_s,
+                 connected_for_s, draining)
 };
 
 struct ClientStatus {
