@@ -148,7 +148,7 @@ std::string clients_table(const BrokerStatus& s) {
 }
 
 std::optional<std::chrono::milliseconds> positive_timeout(const std::string& text) {
-  const auto t = detail::parse_duration(text);  // throws std::invalid_argument
+  const auto t = detail::parse_duration_option("--timeout", text);  // std::invalid_argument
   if (t.count() <= 0) return std::nullopt;
   return t;
 }
@@ -237,9 +237,7 @@ int run_status(const StatusOptions& o) {
     if (!t) throw std::invalid_argument("--timeout " + o.timeout + ": must be more than 0");
     timeout = *t;
   } catch (const std::invalid_argument& e) {
-    const std::string what = e.what();
-    // parse_duration's message starts with the value; say which option it was.
-    std::cerr << "mqpool status: " << (what.starts_with("'") ? "--timeout " : "") << what << '\n';
+    std::cerr << "mqpool status: " << e.what() << '\n';
     return 1;
   }
   if (o.watch) return watch(o, timeout);

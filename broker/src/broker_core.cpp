@@ -264,6 +264,13 @@ void BrokerCore::dispatch(TimePoint now) {
   for (Executor* e : nothing_for) offer(*e);
 }
 
+// Takes the live chunk at the head of the client's queue (head() found it) off the queue.
+void BrokerCore::dequeue_head(Client& c) {
+  c.queue.pop_front();
+  --c.live;
+  --queue_live_;
+}
+
 // The first live chunk of the client's queue (stale entries are dropped on the way).
 BrokerCore::Chunk* BrokerCore::head(Client& c,
                                     std::unordered_map<std::uint64_t, Chunk>::iterator* out) {
@@ -350,9 +357,7 @@ bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
           split_head(it, even(ch.spec.count, 2)))
         continue;  // this executor takes the first half
     }
-    c.queue.pop_front();
-    --c.live;
-    --queue_live_;
+    dequeue_head(c);
     ch.executor = id;
     e.chunks.insert(cid);
     specs.push_back(proto::TaskSpec{cid, ch.spec.count, ch.spec.fn});
@@ -538,9 +543,7 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
 bool BrokerCore::split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
                             const std::vector<std::uint32_t>& counts) {
   Client& c = *it->second.client;
-  c.queue.pop_front();
-  --c.live;
-  --queue_live_;
+  dequeue_head(c);
   try {
     split_to_front(it, counts);
     return true;

@@ -154,6 +154,7 @@ class BrokerCore {
   void submit(Client& client, proto::ChunkSpec spec, zmq::message_t args, TimePoint now);
   void on_leaving(const std::string& peer);
   void enqueue(std::uint64_t id, Client& c, bool front);
+  void dequeue_head(Client& c);
   Client* next_client(const Executor& e);
   Chunk* head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* it = nullptr);
   bool fill(Executor& e, Client& c, TimePoint now);

@@ -17,6 +17,11 @@ Clock::duration window(std::uint32_t heartbeat_ms, std::uint32_t liveness) {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The clock's second that `t` falls in: the index of status's tasks/s buckets.
+std::int64_t whole_seconds(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
 const char* const kWrongFrontend =
     "this is a broker's client endpoint (mqpool broker --frontend); workers connect to its "
     "worker endpoint (--backend)";
@@ -225,9 +230,7 @@ void BrokerCore::fail_unknown_tasks(TimePoint now) {
         next_unknown_check_ = std::min(next_unknown_check_, since + unknown_grace_);
         break;
       }
-      c->queue.pop_front();
-      --c->live;
-      --queue_live_;
+      dequeue_head(*c);
       fail(it->first, WireError{ErrorCode::unknown_task, "",
                                 "no connected worker knows the task '" + fn + "'", fn, ""});
     }
@@ -235,7 +238,7 @@ void BrokerCore::fail_unknown_tasks(TimePoint now) {
 }
 
 void BrokerCore::count_done(std::uint64_t tasks, TimePoint now) {
-  const auto sec = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const std::int64_t sec = whole_seconds(now);
   Second& s = rate_[static_cast<std::size_t>(sec % 10)];
   if (s.at != sec) s = Second{sec, 0};
   s.tasks += tasks;
@@ -275,7 +278,7 @@ void BrokerCore::status(const std::string& peer, TimePoint now) {
   r.retried = counters_.retried;
   r.malformed = counters_.malformed;
   r.duplicates = counters_.duplicates;
-  const auto sec = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const std::int64_t sec = whole_seconds(now);
   std::uint64_t recent = 0;
   for (const Second& s : rate_)
     if (s.at > sec - 10) recent += s.tasks;

@@ -53,6 +53,44 @@ class FanOutJob final : public Job {
   std::vector<std::shared_ptr<Job>> members_;
 };
 
+// Builds SUBMIT messages chunk by chunk into `out`, at most kChunksPerSubmit each.
+class SubmitBuilder {
+ public:
+  // `expected`: about how many chunks will come, so that the lists are sized once.
+  SubmitBuilder(std::vector<proto::Message>& out, std::size_t expected)
+      : out_(out), reserve_(std::min(expected, kChunksPerSubmit)) {
+    start();
+  }
+  // Adds one chunk; returns its frame, valid until the next add() or flush().
+  zmq::message_t& add(const proto::ChunkSpec& spec, zmq::message_t frame) {
+    if (specs_.size() == kChunksPerSubmit) flush();
+    specs_.push_back(spec);
+    msg_.frames.push_back(std::move(frame));
+    return msg_.frames.back();
+  }
+  // Ends the message under way, if it holds any chunk.
+  void flush() {
+    if (specs_.empty()) return;
+    msg_.header = proto::encode(specs_);
+    out_.push_back(std::move(msg_));
+    specs_.clear();
+    start();
+  }
+
+ private:
+  void start() {
+    msg_ = proto::Message{};
+    msg_.cmd = proto::Cmd::submit;
+    specs_.reserve(reserve_);
+    msg_.frames.reserve(reserve_);
+  }
+
+  std::vector<proto::Message>& out_;
+  std::size_t reserve_;
+  std::vector<proto::ChunkSpec> specs_;
+  proto::Message msg_;
+};
+
 }  // namespace
 
 // A timed task is timed on its own, so it never joins a batch.
@@ -155,23 +193,7 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
   }
   std::size_t waiting = 0;
   for (const Op& op : ops_taken_) waiting += op.chunks.size();
-  const std::size_t batch = std::min(waiting, kChunksPerSubmit);  // sized once, not grown
-  std::vector<proto::ChunkSpec> specs;
-  proto::Message msg;
-  auto start = [&] {
-    msg = proto::Message{};
-    msg.cmd = proto::Cmd::submit;
-    specs.reserve(batch);
-    msg.frames.reserve(batch);
-  };
-  auto flush = [&] {
-    if (specs.empty()) return;
-    msg.header = proto::encode(specs);
-    out.push_back(std::move(msg));
-    specs.clear();
-    start();
-  };
-  start();
+  SubmitBuilder submits(out, waiting);
   for (std::size_t o = 0; o < ops_taken_.size(); ++o) {
     Op& op = ops_taken_[o];
     if (coalesce_ && single(op)) {
@@ -192,17 +214,15 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
         rec.job = std::make_shared<FanOutJob>(std::move(members));
         rec.outstanding = end - o;
         rec.last = true;
-        specs.push_back({seq_of(batch_id, 0), static_cast<std::uint32_t>(end - o), op.fn, 0,
-                         max_retries_, true});
-        msg.frames.push_back(proto::to_frame(std::move(args)));
-        keep(specs.back(), msg.frames.back());
-        if (specs.size() == kChunksPerSubmit) flush();
+        const proto::ChunkSpec spec{
+            seq_of(batch_id, 0), static_cast<std::uint32_t>(end - o), op.fn, 0, max_retries_, true};
+        keep(spec, submits.add(spec, proto::to_frame(std::move(args))));
         o = end - 1;  // the loop's ++o moves past the batch
         continue;
       }
     }
     if (op.kind == Op::fail_all) {
-      flush();
+      submits.flush();
       fail_outstanding(*op.error);
       out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
       std::lock_guard lock(mu_);
@@ -216,14 +236,13 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
     rec.last = rec.last || op.last;
     for (EncodedChunk& c : op.chunks) {
       rec.outstanding += c.count;
-      specs.push_back({seq_of(op.job_id, c.first), c.count, op.fn, op.timeout_ms, max_retries_});
-      msg.frames.push_back(proto::to_frame(std::move(c.args)));
-      keep(specs.back(), msg.frames.back());
-      if (specs.size() == kChunksPerSubmit) flush();
+      const proto::ChunkSpec spec{seq_of(op.job_id, c.first), c.count, op.fn, op.timeout_ms,
+                                  max_retries_};
+      keep(spec, submits.add(spec, proto::to_frame(std::move(c.args))));
     }
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
-  flush();
+  submits.flush();
   ops_taken_.clear();
   return true;
 }
@@ -248,23 +267,13 @@ void Session::answered(std::uint64_t seq, std::uint32_t fresh) {
 }
 
 void Session::resubmit(std::vector<proto::Message>& out) {
-  std::vector<proto::ChunkSpec> specs;
-  proto::Message msg;
-  msg.cmd = proto::Cmd::submit;
-  auto flush = [&] {
-    msg.header = proto::encode(specs);
-    out.push_back(std::move(msg));
-    msg = proto::Message{};
-    msg.cmd = proto::Cmd::submit;
-    specs.clear();
-  };
+  SubmitBuilder submits(out, sent_.size());
   for (auto& [seq, c] : sent_) {
-    specs.push_back(c.spec);
-    msg.frames.emplace_back();
-    msg.frames.back().copy(c.args);
-    if (specs.size() == kChunksPerSubmit) flush();
+    zmq::message_t frame;
+    frame.copy(c.args);  // shares the buffer
+    submits.add(c.spec, std::move(frame));
   }
-  if (!specs.empty()) flush();
+  submits.flush();
 }
 
 void Session::fail_outstanding(const WireError& e) {

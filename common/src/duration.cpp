@@ -39,4 +39,14 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
+std::chrono::milliseconds parse_duration_option(std::string_view option, std::string_view text) {
+  try {
+    return parse_duration(text);
+  } catch (const std::invalid_argument& e) {
+    std::string m(option);
+    m.append(" ").append(e.what());
+    throw std::invalid_argument(m);
+  }
+}
+
 }  // namespace mqpool::detail

@@ -11,5 +11,8 @@ namespace mqpool::detail {
 // std::invalid_argument for anything else (a negative value, a unit other than ms, s,
 // m, h, more than a year). Thread-safe.
 std::chrono::milliseconds parse_duration(std::string_view text);
+// The same for the value of a command-line option: the exception's message starts with
+// the option's name ("--grace '10 s' is not a duration; ...").
+std::chrono::milliseconds parse_duration_option(std::string_view option, std::string_view text);
 
 }  // namespace mqpool::detail

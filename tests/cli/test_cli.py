@@ -212,25 +212,20 @@ class Broker(Case):
         self.assert_refused(args, "MQPOOL_LOG_LEVEL=loud", LEVELS, env={"MQPOOL_LOG_LEVEL": "loud"})
 
     def test_start_line_then_sigterm_exits_0(self):
-        proc = start(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
-                     "--backend", "tcp://127.0.0.1:*", "--log-level", "info")
-        try:
-            line = read_line(proc)
-            m = re.fullmatch(r"mqpool broker: clients on tcp://127\.0\.0\.1:(\d+), "
-                             r"workers on tcp://127\.0\.0\.1:(\d+)\n", line)
-            self.assertIsNotNone(m, f"start line: {line!r}")
-            ports = [int(p) for p in m.groups()]
-            self.assertNotEqual(ports[0], ports[1])
-            for port in ports:
-                self.assertTrue(1 <= port <= 65535, port)
-                # The port is the one really bound: something accepts connections there.
-                socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
-            proc.send_signal(signal.SIGTERM)
-            self.assertEqual(proc.wait(timeout=DEADLINE), 0)
-        finally:
-            kill_session(proc)
-            proc.stdout.close()
-            proc.stderr.close()
+        proc = self.spawn(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*",
+                          "--backend", "tcp://127.0.0.1:*", "--log-level", "info")
+        line = read_line(proc)
+        m = re.fullmatch(r"mqpool broker: clients on tcp://127\.0\.0\.1:(\d+), "
+                         r"workers on tcp://127\.0\.0\.1:(\d+)\n", line)
+        self.assertIsNotNone(m, f"start line: {line!r}")
+        ports = [int(p) for p in m.groups()]
+        self.assertNotEqual(ports[0], ports[1])
+        for port in ports:
+            self.assertTrue(1 <= port <= 65535, port)
+            # The port is the one really bound: something accepts connections there.
+            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=DEADLINE), 0)
 
 
 class Worker(Case):
@@ -276,8 +271,7 @@ class Worker(Case):
 class Status(Case):
     def fake(self, *args):
         """A stand-in broker and its endpoint; it is killed when the test ends."""
-        proc = start(FAKE, *args)
-        self.addCleanup(lambda: (kill_session(proc), proc.stdout.close(), proc.stderr.close()))
+        proc = self.spawn(FAKE, *args)
         line = read_line(proc)
         m = re.fullmatch(r"endpoint (tcp://127\.0\.0\.1:\d+)\n", line)
         self.assertIsNotNone(m, line)
@@ -379,21 +373,16 @@ class Status(Case):
 
     def test_watch_redraws_until_sigint_then_exits_0(self):
         fake, endpoint = self.fake("answers", "10")
-        proc = start(MQPOOL, "status", "--connect", endpoint, "--json", "--watch",
-                     "--timeout", "10s")
-        try:
-            t0 = time.monotonic()
-            first = json.loads(read_line(proc))
-            second = json.loads(read_line(proc))
-            self.assertEqual(first, CANNED)
-            self.assertEqual(second, CANNED)
-            self.assertGreaterEqual(time.monotonic() - t0, 0.5, "not one second apart")
-            proc.send_signal(signal.SIGINT)
-            self.assertEqual(proc.wait(timeout=DEADLINE), 0)
-        finally:
-            kill_session(proc)
-            proc.stdout.close()
-            proc.stderr.close()
+        proc = self.spawn(MQPOOL, "status", "--connect", endpoint, "--json", "--watch",
+                          "--timeout", "10s")
+        t0 = time.monotonic()
+        first = json.loads(read_line(proc))
+        second = json.loads(read_line(proc))
+        self.assertEqual(first, CANNED)
+        self.assertEqual(second, CANNED)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.5, "not one second apart")
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(timeout=DEADLINE), 0)
 
 
 if __name__ == "__main__":

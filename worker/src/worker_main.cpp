@@ -91,16 +91,9 @@ int worker_main(int argc, char** argv) {
     if (o.maxtasksperchild < 0)
       throw std::invalid_argument("--maxtasksperchild must be 0 (never) or more, got " +
                                   std::to_string(o.maxtasksperchild));
-    try {
-      o.grace = detail::parse_duration(grace);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("--grace " + std::string(e.what()));
-    }
-    try {
-      o.heartbeat_ms = static_cast<std::uint32_t>(detail::parse_duration(heartbeat).count());
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("--heartbeat " + std::string(e.what()));
-    }
+    o.grace = detail::parse_duration_option("--grace", grace);
+    o.heartbeat_ms =
+        static_cast<std::uint32_t>(detail::parse_duration_option("--heartbeat", heartbeat).count());
     if (o.heartbeat_ms == 0) throw std::invalid_argument("--heartbeat must be at least 1ms");
     if (liveness < 1)
       throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(liveness));
