@@ -435,7 +435,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     auto r = std::find_if(replies.begin(), replies.end(),
                           [&](const Reply& x) { return x.client == c.client; });
     if (r == replies.end()) r = replies.insert(replies.end(), Reply{c.client, {}, {}});
-    r->specs.push_back({c.spec.seq, c.spec.count});
+    r->specs.push_back({c.spec.job, c.spec.seq, c.spec.count});
     r->frames.push_back(std::move(m.frames[2 * i]));
     r->frames.push_back(std::move(m.frames[2 * i + 1]));
   }
@@ -561,7 +561,8 @@ void BrokerCore::fail(std::uint64_t id, const WireError& e) {
   proto::fail_frames(it->second.spec.count, e, frames);
   counters_.failed += it->second.spec.count;
   counters_.done += it->second.spec.count;
-  deliver(it->second.client->id, {{it->second.spec.seq, it->second.spec.count}}, std::move(frames));
+  const proto::ChunkSpec& spec = it->second.spec;
+  deliver(it->second.client->id, {{spec.job, spec.seq, spec.count}}, std::move(frames));
   chunks_.erase(it);
 }
 

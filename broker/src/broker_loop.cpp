@@ -6,6 +6,7 @@
 #include <climits>
 #include <system_error>
 
+#include "fault.hpp"
 #include "log.hpp"
 
 namespace mqpool::broker {
@@ -182,29 +183,13 @@ bool Loop::serve(bool local_ready) {
 
 void Loop::run(const std::atomic<bool>* stop) {
   t_loop = this;
-  std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
-  if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
-  if (monitor_) fds.push_back({monitor_->get(zmq::sockopt::fd), POLLIN, 0});
-  const std::size_t local_fd = fds.size();
-  if (local_ != nullptr) fds.push_back({local_->wake_fd(), POLLIN, 0});
   std::unique_lock lock(mu_);
-  bool local_ready = false;
-  while (stop == nullptr || !stop->load()) {
-    try {
-      if (!serve(local_ready)) break;
-    } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) break;
-      if (e.num() != EINTR) throw;
-    }
-    wake_at_ = core_.next_deadline();
-    const int timeout = poll_timeout(wake_at_);
-    lock.unlock();  // submitters may serve themselves while this thread sleeps
-    const int n = ::poll(fds.data(), fds.size(), timeout);
-    const int err = errno;
-    lock.lock();
-    if (n < 0 && err != EINTR)
-      throw std::system_error(err, std::generic_category(), "broker: poll");
-    local_ready = local_ != nullptr && n > 0 && (fds[local_fd].revents & POLLIN) != 0;
+  try {
+    serve_until_stopped(stop, lock);
+  } catch (...) {
+    failed_ = true;  // with mu_ held: no submitter drives the sockets after this
+    t_loop = nullptr;
+    throw;
   }
   if (stop != nullptr && stop->load()) {
     try {
@@ -216,10 +201,39 @@ void Loop::run(const std::atomic<bool>* stop) {
   t_loop = nullptr;
 }
 
+// The loop itself: serve, sleep in poll (without mu_, so that submitters may serve
+// themselves meanwhile), serve again.
+void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<std::mutex>& lock) {
+  std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
+  if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
+  if (monitor_) fds.push_back({monitor_->get(zmq::sockopt::fd), POLLIN, 0});
+  const std::size_t local_fd = fds.size();
+  if (local_ != nullptr) fds.push_back({local_->wake_fd(), POLLIN, 0});
+  bool local_ready = false;
+  while (stop == nullptr || !stop->load()) {
+    try {
+      detail::fault_point("broker.loop");
+      if (!serve(local_ready)) break;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) break;
+      if (e.num() != EINTR) throw;
+    }
+    wake_at_ = core_.next_deadline();
+    const int timeout = poll_timeout(wake_at_);
+    lock.unlock();
+    const int n = ::poll(fds.data(), fds.size(), timeout);
+    const int err = errno;
+    lock.lock();
+    if (n < 0 && err != EINTR)
+      throw std::system_error(err, std::generic_category(), "broker: poll");
+    local_ready = local_ != nullptr && n > 0 && (fds[local_fd].revents & POLLIN) != 0;
+  }
+}
+
 bool Loop::serve_local_now() {
   if (local_ == nullptr || t_loop == this) return false;
   std::unique_lock lock(mu_, std::try_to_lock);
-  if (!lock) return false;  // the loop's thread is at work and will see the wake-up
+  if (!lock || failed_) return false;  // the loop's thread is at work and will see the wake-up
   // Only a pool with nothing in flight is served here (a lone call: no hand-off). With
   // work under way the loop's thread takes submissions when it next wakes, and calls
   // that arrive meanwhile wait together, so the session can send them as one batch.

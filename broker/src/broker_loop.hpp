@@ -25,7 +25,9 @@ class Loop {
   std::string backend_endpoint() const;
   // Serves until the context is shut down, the local client stops, or `stop` becomes
   // true (checked whenever poll returns, including on EINTR); on `stop` it says BYE to
-  // every remote client and agent first. Call from one thread.
+  // every remote client and agent first. Call from one thread. EINTR is retried; any
+  // other failure ends the loop with its exception (after which serve_local_now() serves
+  // nothing): the thread's owner decides what that means for the work in flight.
   void run(const std::atomic<bool>* stop = nullptr);
   // For the local client's submitting thread, after it queued work: if the loop is
   // between wake-ups and nothing is in flight, dispatches that work on the caller's
@@ -36,6 +38,7 @@ class Loop {
   bool serve_local_now();
 
  private:
+  void serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<std::mutex>& lock);
   bool serve(bool local_ready);
   void drain(zmq::socket_t& s, bool from_client);
   bool take_local(bool loop_thread);
@@ -59,6 +62,7 @@ class Loop {
   std::mutex mu_;
   BrokerCore core_;
   TimePoint wake_at_ = TimePoint::max();  // when the loop's thread next wakes by itself
+  bool failed_ = false;                    // run() ended with an exception
   std::vector<proto::Message> held_;      // results made by a submitter, for the loop to deliver
 };
 

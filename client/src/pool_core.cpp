@@ -14,6 +14,7 @@
 #include "agent.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
+#include "test_hooks.hpp"
 
 namespace mqpool::detail {
 
@@ -51,7 +52,10 @@ std::string make_private_dir() {
 
 }  // namespace
 
-PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
+PoolCore::PoolCore(PoolOptions options)
+    : options_(std::move(options)),
+      next_job_(g_test_hooks.first_job),
+      first_index_(g_test_hooks.first_index) {
   validate(options_);
   Registry::instance().validate();
   timeout_ms_ = static_cast<std::uint32_t>(options_.task_timeout.count());
@@ -113,13 +117,28 @@ void PoolCore::start_local() {
     // The broker thread serves this pool's session directly: no client socket at all.
     session_ = new_session(false);
     broker_ = std::make_unique<broker::Loop>(ctx_, "", backend, session_.get());
-    broker_thread_ = std::thread([this] { broker_->run(); });
+    broker_thread_ = std::thread([this] { drive_local(); });
   } catch (...) {
     stop_agent(true);  // the destructor will not run: leave no process behind
     ctx_.shutdown();
     if (broker_thread_.joinable()) broker_thread_.join();
     throw;
   }
+}
+
+// The local broker thread's one policy: whatever ends it early fails every outstanding
+// task with the cause, and the pool refuses new work; it never ends the process.
+void PoolCore::drive_local() noexcept {
+  std::string cause;
+  try {
+    broker_->run();
+    return;
+  } catch (...) {
+    cause = describe_current_exception("").message;
+  }
+  log().error("pool: the broker thread failed: {}; unfinished tasks fail", cause);
+  session_->break_down(
+      WireError{ErrorCode::pool_state, "", "the pool's broker thread failed: " + cause, "", ""});
 }
 
 PoolCore::~PoolCore() {
@@ -245,7 +264,15 @@ void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, cons
             std::vector<EncodedChunk> chunks, bool last) {
   core.submit(job_id, std::move(job), fn, std::move(chunks), last);
 }
+void abandon(PoolCore& core, std::uint64_t job_id) noexcept {
+  try {
+    core.abandon(job_id);
+  } catch (...) {
+    // Out of memory for one small op: the job's record stays, as a leak, not a crash.
+  }
+}
 int workers(const PoolCore& core) { return core.workers(); }
+std::uint64_t first_index(const PoolCore& core) { return core.first_index(); }
 bool accepting(const PoolCore& core) { return core.accepting(); }
 
 }  // namespace mqpool::detail

@@ -27,7 +27,11 @@ class PoolCore {
   std::uint64_t new_job();
   void submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
               std::vector<EncodedChunk> chunks, bool last);
+  void abandon(std::uint64_t job_id) { session_->abandon(job_id); }
+  // Jobs the session holds a record of (tests check that none leaks).
+  std::size_t open_jobs() const { return session_->open_jobs(); }
   int workers() const { return processes_; }
+  std::uint64_t first_index() const { return first_index_; }
   bool accepting() const;
   void close();
   void terminate();
@@ -38,6 +42,7 @@ class PoolCore {
 
   std::unique_ptr<Session> new_session(bool cluster) const;
   void start_local();
+  void drive_local() noexcept;
   void stop_agent(bool kill_now);
 
   PoolOptions options_;
@@ -46,7 +51,8 @@ class PoolCore {
 
   mutable std::mutex mu_;  // guards state_ and the agent fields
   State state_ = State::running;
-  std::atomic<std::uint64_t> next_job_{1};
+  std::uint64_t next_job_;                // guarded by mu_
+  const std::uint64_t first_index_;
 
   // Local mode: the agent we forked, the pipe whose closing tells it we are gone, and the
   // private directory of the ipc endpoint.

@@ -5,8 +5,11 @@
 
 #include <random>
 
+#include "fault.hpp"
 #include "host.hpp"
 #include "log.hpp"
+#include "mqpool/registry.hpp"
+#include "test_hooks.hpp"
 
 namespace mqpool::detail {
 
@@ -14,16 +17,15 @@ namespace {
 constexpr std::size_t kChunksPerSubmit = 4096;  // one SUBMIT message carries at most this
 constexpr int kDrainBatch = 256;
 
-std::uint64_t seq_of(std::uint64_t job_id, std::uint64_t index) { return job_id << 32 | index; }
-
 // Single tasks waiting together (apply_async in a loop) travel as one chunk, marked
 // `coalesced`: one record, one frame and one outcome frame per batch in the broker and
 // the executor instead of per task (apply_async_tiny: +39 %, interleaved A/B). The broker
 // hands such a chunk out in pieces sized to the measured cost, so expensive calls still
 // spread over the executors. The batch's job hands each outcome to its caller's job.
 constexpr std::size_t kMaxCoalesced = 64;
-// Batch job ids have the top bit of a job id's 32 set; the pool's own job ids stay below.
-constexpr std::uint64_t kBatchIds = std::uint64_t{1} << 31;
+// Batch job ids have the top bit set; the pool's own job ids count up from 0 and stay
+// below it (at a billion jobs a second, for 292 years).
+constexpr std::uint64_t kBatchIds = std::uint64_t{1} << 63;
 
 class FanOutJob final : public Job {
  public:
@@ -52,6 +54,8 @@ class FanOutJob final : public Job {
  private:
   std::vector<std::shared_ptr<Job>> members_;
 };
+
+}  // namespace
 
 // Builds SUBMIT messages chunk by chunk into `out`, at most kChunksPerSubmit each.
 class SubmitBuilder {
@@ -91,7 +95,6 @@ class SubmitBuilder {
   proto::Message msg_;
 };
 
-}  // namespace
 
 // A timed task is timed on its own, so it never joins a batch.
 bool Session::single(const Op& op) {
@@ -108,7 +111,10 @@ std::exception_ptr to_exception(const WireError& e) {
 }
 
 Session::Session(std::uint32_t max_retries, bool coalesce, bool keep_sent)
-    : max_retries_(max_retries), coalesce_(coalesce), keep_sent_(keep_sent) {
+    : max_retries_(max_retries),
+      coalesce_(coalesce),
+      next_batch_(g_test_hooks.first_batch),
+      keep_sent_(keep_sent) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -133,9 +139,13 @@ void Session::wake() {
 // the first op after a take needs to wake the driver.
 bool Session::push(Op&& op) {
   std::lock_guard lock(mu_);
+  if (broken_) {
+    if (op.kind == Op::submit) throw PoolStateError("Pool not running: " + broken_->message);
+    return false;  // nothing left to fail or forget
+  }
   if (op.kind == Op::submit)
     for (const auto& c : op.chunks) pending_ += c.count;
-  else
+  else if (op.kind == Op::fail_all)
     ++fail_ops_;
   ops_.push_back(std::move(op));
   return ops_.size() == 1;
@@ -164,7 +174,7 @@ void Session::fail_all(const WireError& e) {
   op.error = std::make_shared<const WireError>(e);
   if (push(std::move(op))) wake();
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return fails_done_ >= ticket || stop_; });
+  cv_.wait(lock, [&] { return fails_done_ >= ticket || stop_ || broken_; });
 }
 
 void Session::wait_idle() {
@@ -196,72 +206,102 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
   SubmitBuilder submits(out, waiting);
   for (std::size_t o = 0; o < ops_taken_.size(); ++o) {
     Op& op = ops_taken_[o];
-    if (coalesce_ && single(op)) {
-      std::size_t end = o + 1;
-      while (end < ops_taken_.size() && end - o < kMaxCoalesced && single(ops_taken_[end]) &&
-             ops_taken_[end].fn == op.fn)
-        ++end;
-      if (end - o > 1) {
-        std::vector<std::shared_ptr<Job>> members;
-        Buffer args(64 * (end - o));
-        for (std::size_t k = o; k < end; ++k) {
-          members.push_back(std::move(ops_taken_[k].job));
-          const Buffer& b = ops_taken_[k].chunks[0].args;
-          args.write(b.data(), b.size());
-        }
-        const std::uint64_t batch_id = kBatchIds | (next_batch_++ % kBatchIds);
-        JobRec& rec = jobs_[batch_id];
-        rec.job = std::make_shared<FanOutJob>(std::move(members));
-        rec.outstanding = end - o;
-        rec.last = true;
-        const proto::ChunkSpec spec{
-            seq_of(batch_id, 0), static_cast<std::uint32_t>(end - o), op.fn, 0, max_retries_, true};
-        keep(spec, submits.add(spec, proto::to_frame(std::move(args))));
-        o = end - 1;  // the loop's ++o moves past the batch
-        continue;
-      }
-    }
     if (op.kind == Op::fail_all) {
       submits.flush();
-      fail_outstanding(*op.error);
-      out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
-      std::lock_guard lock(mu_);
-      ++fails_done_;
-      cv_.notify_all();
-      continue;
+      take_fail_all(*op.error, out);
+    } else if (op.kind == Op::abandon) {
+      settle(drop_job(op.job_id));
+    } else if (coalesce_ && single(op)) {
+      o += take_batch(o, submits) - 1;  // the loop's ++o moves past the batch
+    } else {
+      take_submit(op, submits);
     }
-    auto [it, fresh] = jobs_.try_emplace(op.job_id);
-    JobRec& rec = it->second;
-    if (fresh) rec.job = op.job;
-    rec.last = rec.last || op.last;
-    for (EncodedChunk& c : op.chunks) {
-      rec.outstanding += c.count;
-      const proto::ChunkSpec spec{seq_of(op.job_id, c.first), c.count, op.fn, op.timeout_ms,
-                                  max_retries_};
-      keep(spec, submits.add(spec, proto::to_frame(std::move(c.args))));
-    }
-    if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
   submits.flush();
   ops_taken_.clear();
+  open_jobs_.store(jobs_.size(), std::memory_order_relaxed);
   return true;
+}
+
+// The single calls from ops_taken_[o] on that share its task travel as one chunk, with
+// a FanOutJob that hands each outcome to its caller's job. Returns how many ops it took.
+std::size_t Session::take_batch(std::size_t o, SubmitBuilder& submits) {
+  const Op& op = ops_taken_[o];
+  std::size_t end = o + 1;
+  while (end < ops_taken_.size() && end - o < kMaxCoalesced && single(ops_taken_[end]) &&
+         ops_taken_[end].fn == op.fn)
+    ++end;
+  if (end - o == 1) {
+    take_submit(ops_taken_[o], submits);
+    return 1;
+  }
+  std::vector<std::shared_ptr<Job>> members;
+  Buffer args(64 * (end - o));
+  for (std::size_t k = o; k < end; ++k) {
+    members.push_back(std::move(ops_taken_[k].job));
+    const Buffer& b = ops_taken_[k].chunks[0].args;
+    args.write(b.data(), b.size());
+  }
+  const std::uint64_t batch_id = kBatchIds | next_batch_++;
+  JobRec& rec = jobs_[batch_id];
+  rec.job = std::make_shared<FanOutJob>(std::move(members));
+  rec.outstanding = end - o;
+  rec.last = true;
+  const proto::ChunkSpec spec{
+      batch_id, 0, static_cast<std::uint32_t>(end - o), op.fn, 0, max_retries_, true};
+  keep(spec, submits.add(spec, proto::to_frame(std::move(args))));
+  return end - o;
+}
+
+void Session::take_submit(Op& op, SubmitBuilder& submits) {
+  auto [it, fresh] = jobs_.try_emplace(op.job_id);
+  JobRec& rec = it->second;
+  if (fresh) rec.job = op.job;
+  rec.last = rec.last || op.last;
+  for (EncodedChunk& c : op.chunks) {
+    rec.outstanding += c.count;
+    const proto::ChunkSpec spec{op.job_id, c.first, c.count, op.fn, op.timeout_ms, max_retries_};
+    keep(spec, submits.add(spec, proto::to_frame(std::move(c.args))));
+  }
+  if (rec.last && rec.outstanding == 0) jobs_.erase(it);
+}
+
+void Session::take_fail_all(const WireError& e, std::vector<proto::Message>& out) {
+  fail_outstanding(e);
+  out.push_back(proto::make(proto::Cmd::cancel, std::vector<int>{}));
+  std::lock_guard lock(mu_);
+  ++fails_done_;
+  cv_.notify_all();
+}
+
+// Forgets a job: its tasks without an outcome no longer count as pending, the chunks
+// kept for it are dropped, and outcomes that still come for it are ignored. Returns how
+// many tasks it had without an outcome.
+std::uint64_t Session::drop_job(std::uint64_t job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return 0;
+  const std::uint64_t left = it->second.outstanding;
+  jobs_.erase(it);
+  for (auto s = sent_.lower_bound({job_id, 0}); s != sent_.end() && s->first.first == job_id;)
+    s = sent_.erase(s);
+  return left;
 }
 
 void Session::keep(const proto::ChunkSpec& spec, zmq::message_t& args) {
   if (!keep_sent_) return;
-  SentChunk& c = sent_[spec.seq];
+  SentChunk& c = sent_[{spec.job, spec.seq}];
   c.spec = spec;
   c.args.copy(args);  // refcounted: shares the buffer
   c.remaining = spec.count;
 }
 
-// `fresh` new outcomes arrived for tasks from `seq` on: they lie inside one sent chunk
-// (the broker splits chunks but never merges them).
-void Session::answered(std::uint64_t seq, std::uint32_t fresh) {
-  auto it = sent_.upper_bound(seq);
+// `fresh` new outcomes arrived for tasks of `job` from `seq` on: they lie inside one sent
+// chunk (the broker splits chunks but never merges them).
+void Session::answered(std::uint64_t job, std::uint64_t seq, std::uint32_t fresh) {
+  auto it = sent_.upper_bound({job, seq});
   if (it == sent_.begin()) return;
   --it;
-  if (seq >= it->first + it->second.spec.count) return;
+  if (it->first.first != job || seq >= it->first.second + it->second.spec.count) return;
   it->second.remaining -= std::min(it->second.remaining, fresh);
   if (it->second.remaining == 0) sent_.erase(it);
 }
@@ -279,41 +319,88 @@ void Session::resubmit(std::vector<proto::Message>& out) {
 void Session::fail_outstanding(const WireError& e) {
   for (auto& [id, rec] : jobs_) rec.job->fail(e);
   jobs_.clear();
+  open_jobs_.store(0, std::memory_order_relaxed);
   sent_.clear();
   std::lock_guard lock(mu_);
   pending_ = 0;
   cv_.notify_all();
 }
 
+void Session::break_down(const WireError& e) {
+  fail_outstanding(e);
+  std::vector<Op> queued;
+  {
+    std::lock_guard lock(mu_);
+    broken_ = std::make_shared<const WireError>(e);
+    queued.swap(ops_);
+    fail_ops_ = 0;
+    pending_ = 0;
+  }
+  cv_.notify_all();
+  for (Op& op : queued)
+    if (op.kind == Op::submit && op.job) op.job->fail(e);
+}
+
 void Session::deliver(proto::Message& m) {
   if (m.cmd != proto::Cmd::result) return;
-  auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
-  if (m.frames.size() != 2 * specs.size()) throw SerializationError("result: frame count");
+  // An unreadable header names no task: the message is dropped (the caller logs it).
+  const auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
   std::uint64_t settled = 0;
   for (std::size_t i = 0; i < specs.size(); ++i) {
-    const std::uint64_t job_id = specs[i].seq >> 32;
-    auto it = jobs_.find(job_id);
+    const proto::ResultSpec& spec = specs[i];
+    auto it = jobs_.find(spec.job);
     if (it == jobs_.end()) continue;  // forgotten, or failed by terminate
     JobRec& rec = it->second;
-    const std::uint64_t first = specs[i].seq & 0xffffffffu;
-    ErrorList errors;
+    std::uint32_t fresh = 0;
     try {
-      errors = proto::decode_errors(m.frames[2 * i]);
-    } catch (const SerializationError& e) {
-      // Unreadable error list: every task of the chunk fails with that.
-      errors.clear();
-      for (std::uint32_t k = 0; k < specs[i].count; ++k)
-        errors.emplace_back(k, WireError{ErrorCode::serialization, "", e.what(), "", ""});
+      if (2 * i + 1 >= m.frames.size())
+        throw SerializationError("a result message without the outcome frames of its chunk");
+      fresh = deliver_chunk(*rec.job, spec, m.frames[2 * i], m.frames[2 * i + 1]);
+    } catch (...) {
+      // The job could not take the chunk, and may have taken part of it: it fails as a
+      // whole, so that its pending tasks settle (join() must return) with the cause.
+      const WireError cause = describe_current_exception("");
+      log().error("client: a result for job {} could not be delivered: {}", spec.job,
+                  cause.message);
+      rec.job->fail(WireError{ErrorCode::serialization, "",
+                              "a result could not be delivered: " + cause.message, "", ""});
+      settled += drop_job(spec.job);
+      continue;
     }
-    Reader values(m.frames[2 * i + 1].data(), m.frames[2 * i + 1].size());
-    const std::uint32_t fresh = rec.job->deliver(first, specs[i].count, values, errors);
-    if (!values.at_end()) log().warn("client: result chunk has trailing bytes; ignored");
-    if (keep_sent_) answered(specs[i].seq, fresh);
+    if (keep_sent_) answered(spec.job, spec.seq, fresh);
     rec.outstanding -= std::min<std::uint64_t>(rec.outstanding, fresh);
     settled += fresh;
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
+  open_jobs_.store(jobs_.size(), std::memory_order_relaxed);
   settle(settled);
+}
+
+// Hands one chunk's outcomes to its job; returns how many were new.
+std::uint32_t Session::deliver_chunk(Job& job, const proto::ResultSpec& spec,
+                                     const zmq::message_t& errors_frame,
+                                     const zmq::message_t& values_frame) {
+  ErrorList errors;
+  try {
+    errors = proto::decode_errors(errors_frame);
+  } catch (const SerializationError& e) {
+    // Unreadable error list: every task of the chunk fails with that.
+    errors.clear();
+    for (std::uint32_t k = 0; k < spec.count; ++k)
+      errors.emplace_back(k, WireError{ErrorCode::serialization, "", e.what(), "", ""});
+  }
+  fault_point("session.deliver");
+  Reader values(values_frame.data(), values_frame.size());
+  const std::uint32_t fresh = job.deliver(spec.seq, spec.count, values, errors);
+  if (!values.at_end()) log().warn("client: result chunk has trailing bytes; ignored");
+  return fresh;
+}
+
+void Session::abandon(std::uint64_t job_id) {
+  Op op;
+  op.kind = Op::abandon;
+  op.job_id = job_id;
+  if (push(std::move(op))) wake();
 }
 
 }  // namespace mqpool::detail
@@ -343,7 +430,7 @@ RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
     throw error(std::string("cannot connect: ") + e.what());
   }
   handshake();
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] { drive(); });
 }
 
 RemoteLink::~RemoteLink() {
@@ -393,11 +480,29 @@ void RemoteLink::handshake() {
 
 void RemoteLink::send(proto::Message&& m) { proto::send(sock_, std::move(m), false); }
 
+// The link thread's one policy: whatever ends it early fails every outstanding task
+// with the cause, and the pool refuses new work; it never ends the process.
+void RemoteLink::drive() noexcept {
+  std::string cause;
+  try {
+    run();
+    return;
+  } catch (...) {
+    cause = describe_current_exception("").message;
+  }
+  log().error("client: the link to broker {} failed: {}", options_.endpoint, cause);
+  session_.break_down(WireError{ErrorCode::connection, "",
+                                "broker " + options_.endpoint +
+                                    ": the client's link thread failed: " + cause,
+                                "", ""});
+}
+
 void RemoteLink::run() {
   zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, session_.wake_fd(), ZMQ_POLLIN, 0}};
   std::vector<proto::Message> out;
   while (true) {
+    fault_point("link.run");
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_beat_ - Clock::now());
     try {
       zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));

@@ -5,6 +5,7 @@
 // cluster pool it is a RemoteLink's, which owns a DEALER to the broker.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -23,6 +24,8 @@
 
 namespace mqpool::detail {
 
+class SubmitBuilder;
+
 class Session final : public broker::LocalClient {
  public:
   // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
@@ -35,6 +38,7 @@ class Session final : public broker::LocalClient {
   Session& operator=(const Session&) = delete;
 
   // Queues chunks of a job (see detail::submit). Thread-safe; never blocks on I/O.
+  // Throws PoolStateError once the driver's thread has failed (break_down).
   // Returns true when the queue was empty: the caller must then have it served, by
   // wake() or by serving it on its own thread.
   [[nodiscard]] bool submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
@@ -42,6 +46,9 @@ class Session final : public broker::LocalClient {
   // Fails every task without an outcome with `e` and asks the broker to drop this
   // client's work. Thread-safe; returns once done (or once the session has stopped).
   void fail_all(const WireError& e);
+  // Forgets a job whose submission failed half way (its input threw): tasks already sent
+  // run, and their outcomes are dropped. Thread-safe; does not block.
+  void abandon(std::uint64_t job_id);
   // Waits until every submitted task has its outcome (or the session has stopped).
   void wait_idle();
   // Ends the driver's loop and releases every waiter. Thread-safe.
@@ -58,12 +65,18 @@ class Session final : public broker::LocalClient {
   void resubmit(std::vector<proto::Message>& out);
   // Fails every task without an outcome with `e`, sending nothing (the broker is gone).
   void fail_outstanding(const WireError& e);
+  // The driver's thread is ending on a failure: every task without an outcome, queued
+  // ones included, fails with `e`, and from now on submit() throws PoolStateError with
+  // its message. Called on the driver's thread, as its last act.
+  void break_down(const WireError& e);
   // Chunks kept for resubmission (keep_sent only).
   std::size_t unanswered() const { return sent_.size(); }
+  // Jobs the session holds a record of, as of the driver's last turn. Thread-safe.
+  std::size_t open_jobs() const { return open_jobs_.load(std::memory_order_relaxed); }
 
  private:
   struct Op {
-    enum Kind { submit, fail_all } kind = submit;
+    enum Kind { submit, fail_all, abandon } kind = submit;
     std::uint64_t job_id = 0;
     std::shared_ptr<Job> job;
     std::string fn;
@@ -89,17 +102,26 @@ class Session final : public broker::LocalClient {
   static bool single(const Op& op);
   bool push(Op&& op);
   void settle(std::uint64_t done);
+  std::size_t take_batch(std::size_t o, SubmitBuilder& submits);
+  void take_submit(Op& op, SubmitBuilder& submits);
+  void take_fail_all(const WireError& e, std::vector<proto::Message>& out);
+  std::uint64_t drop_job(std::uint64_t job_id);
+  std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,
+                              const zmq::message_t& errors_frame,
+                              const zmq::message_t& values_frame);
   void keep(const proto::ChunkSpec& spec, zmq::message_t& args);
-  void answered(std::uint64_t seq, std::uint32_t fresh);
+  void answered(std::uint64_t job, std::uint64_t seq, std::uint32_t fresh);
 
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
   bool coalesce_;
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
+  std::atomic<std::size_t> open_jobs_{0};            // jobs_.size(), for any thread
   std::vector<Op> ops_taken_;                       // driver thread only
   std::uint64_t next_batch_ = 0;                    // driver thread only
   bool keep_sent_;
-  std::map<std::uint64_t, SentChunk> sent_;  // driver thread only; by first seq
+  std::map<std::pair<std::uint64_t, std::uint64_t>, SentChunk> sent_;  // driver thread only;
+                                                                       // by job, first seq
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
@@ -108,6 +130,7 @@ class Session final : public broker::LocalClient {
   std::uint64_t pending_ = 0;  // tasks submitted without an outcome
   std::uint64_t fails_done_ = 0;
   bool stop_ = false;
+  std::shared_ptr<const WireError> broken_;  // why the driver's thread ended, if it failed
 };
 
 // A cluster pool's link to a remote broker: a thread that owns a DEALER and drives a
@@ -136,6 +159,7 @@ class RemoteLink {
  private:
   using Clock = std::chrono::steady_clock;
   void handshake();
+  void drive() noexcept;
   void run();
   void on_message(proto::Message& m, Clock::time_point now);
   void beat(Clock::time_point now);

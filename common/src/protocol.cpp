@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "fault.hpp"
+
 namespace mqpool::proto {
 
 namespace {
@@ -98,8 +100,8 @@ bool read_array(const zmq::message_t& h, std::vector<T>& out, std::uint32_t fiel
 }  // namespace
 
 bool decode_fast(const zmq::message_t& h, std::vector<ChunkSpec>& out) {
-  return read_array(h, out, 6, [](Field f, ChunkSpec& c) {
-    return f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries) &&
+  return read_array(h, out, 7, [](Field f, ChunkSpec& c) {
+    return f(c.job) && f(c.seq) && f(c.count) && f(c.fn) && f(c.timeout_ms) && f(c.max_retries) &&
            f(c.coalesced);
   });
 }
@@ -108,7 +110,8 @@ bool decode_fast(const zmq::message_t& h, std::vector<TaskSpec>& out) {
                     [](Field f, TaskSpec& t) { return f(t.chunk) && f(t.count) && f(t.fn); });
 }
 bool decode_fast(const zmq::message_t& h, std::vector<ResultSpec>& out) {
-  return read_array(h, out, 2, [](Field f, ResultSpec& r) { return f(r.seq) && f(r.count); });
+  return read_array(h, out, 3,
+                    [](Field f, ResultSpec& r) { return f(r.job) && f(r.seq) && f(r.count); });
 }
 bool decode_fast(const zmq::message_t& h, std::vector<std::uint64_t>& out) {
   return read_array(h, out, 0, [](Field f, std::uint64_t& v) { return f(v); });
@@ -155,16 +158,32 @@ void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::messa
   out.emplace_back(nils.data(), nils.size());
 }
 
+namespace {
+// One part of a message. A signal that interrupts the send (EINTR) is no failure: the
+// part is sent again (a failed send leaves the part, and the message so far, as it was).
+template <class Part>
+bool send_part(zmq::socket_t& s, Part&& part, zmq::send_flags flags) {
+  while (true) {
+    try {
+      detail::fault_point("proto.send");
+      return s.send(std::forward<Part>(part), flags).has_value();
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+  }
+}
+}  // namespace
+
 bool send(zmq::socket_t& s, Message&& m, bool routed) {
+  constexpr auto more = zmq::send_flags::sndmore;
   try {
-    if (routed && !s.send(zmq::buffer(m.peer), zmq::send_flags::sndmore)) return false;
-    s.send(zmq::buffer(kTag), zmq::send_flags::sndmore);
+    if (routed && !send_part(s, zmq::buffer(m.peer), more)) return false;
+    send_part(s, zmq::buffer(kTag), more);
     const auto cmd = static_cast<std::uint8_t>(m.cmd);
-    s.send(zmq::buffer(&cmd, 1), zmq::send_flags::sndmore);
-    s.send(m.header, m.frames.empty() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+    send_part(s, zmq::buffer(&cmd, 1), more);
+    send_part(s, m.header, m.frames.empty() ? zmq::send_flags::none : more);
     for (std::size_t i = 0; i < m.frames.size(); ++i)
-      s.send(m.frames[i],
-             i + 1 == m.frames.size() ? zmq::send_flags::none : zmq::send_flags::sndmore);
+      send_part(s, m.frames[i], i + 1 == m.frames.size() ? zmq::send_flags::none : more);
   } catch (const zmq::error_t& e) {
     if (e.num() == EHOSTUNREACH) return false;
     throw;
@@ -194,7 +213,7 @@ std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags
     more = m.frames.back().more();
   }
   if (n < base + 3 || envelope[base].to_string_view() != kTag)
-    throw SerializationError("not an MQP1 message");
+    throw SerializationError("not an " + std::string(kTag) + " message");
   if (envelope[base + 1].size() != 1 || !known(*envelope[base + 1].data<std::uint8_t>()))
     throw SerializationError("unknown command");
   if (routed) m.peer = envelope[0].to_string();

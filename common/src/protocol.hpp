@@ -1,5 +1,5 @@
-// Wire protocol v1 (docs/PROTOCOL.md): every message is
-//   [routing id (ROUTER side only)] ["MQP1"] [command: 1 byte] [header: msgpack] [payload...]
+// Wire protocol v2 (docs/PROTOCOL.md): every message is
+//   [routing id (ROUTER side only)] ["MQP2"] [command: 1 byte] [header: msgpack] [payload...]
 // Payload frames (task arguments, outcomes) are forwarded by the broker untouched.
 // Messages that carry chunks carry a list of them, so one message can batch many.
 #pragma once
@@ -17,7 +17,7 @@
 
 namespace mqpool::proto {
 
-inline constexpr std::string_view kTag = "MQP1";
+inline constexpr std::string_view kTag = "MQP2";
 // Messages from the network larger than this are refused by ZeroMQ (ZMQ_MAXMSGSIZE).
 inline constexpr std::int64_t kMaxMessageSize = std::int64_t{1} << 31;
 
@@ -47,8 +47,11 @@ enum class Cmd : std::uint8_t {
 // An executor's heartbeat socket uses its routing id plus this suffix.
 inline constexpr char kHeartbeatSuffix = 'h';
 
-// One chunk as the client submits it: tasks seq .. seq+count-1 of this client.
+// One chunk as the client submits it: tasks seq .. seq+count-1 of the client's job `job`.
+// Both numbers are 64 bits wide and never reused, so no run of any length wraps them
+// (docs/PROTOCOL.md, "Ids"); the broker splits a chunk by adding to `seq`.
 struct ChunkSpec {
+  std::uint64_t job = 0;
   std::uint64_t seq = 0;
   std::uint32_t count = 0;
   std::string fn;
@@ -58,14 +61,15 @@ struct ChunkSpec {
   // the broker hands them out in pieces sized to their measured cost, and a crash of
   // one is charged to none of its neighbours.
   bool coalesced = false;
-  MSGPACK_DEFINE(seq, count, fn, timeout_ms, max_retries, coalesced)
+  MSGPACK_DEFINE(job, seq, count, fn, timeout_ms, max_retries, coalesced)
 };
 
 // One chunk's outcomes as the broker returns them to the client.
 struct ResultSpec {
+  std::uint64_t job = 0;
   std::uint64_t seq = 0;
   std::uint32_t count = 0;
-  MSGPACK_DEFINE(seq, count)
+  MSGPACK_DEFINE(job, seq, count)
 };
 
 // One chunk as the broker hands it to an executor.

@@ -129,7 +129,7 @@ class Simulation {
     std::vector<zmq::message_t> frames;
     for (std::size_t i = 0; i < o_.batch && submitted_ < o_.chunks; ++i, ++submitted_) {
       const std::uint64_t seq = next_seq_[c]++;
-      specs.push_back(proto::ChunkSpec{seq, 1, "fn", 0, 3});
+      specs.push_back(proto::ChunkSpec{0, seq, 1, "fn", 0, 3});
       const unsigned char args[] = {0x91, static_cast<unsigned char>(seq & 0x7f)};  // (seq % 128,)
       frames.emplace_back(args, sizeof args);
     }

@@ -37,7 +37,7 @@ inline std::string int_args(int first, std::uint32_t count = 1) {
 inline proto::ChunkSpec chunk(std::uint64_t seq, std::uint32_t count = 1,
                               std::uint32_t timeout_ms = 0, std::uint32_t max_retries = 3,
                               std::string fn = "fn") {
-  return proto::ChunkSpec{seq, count, std::move(fn), timeout_ms, max_retries};
+  return proto::ChunkSpec{0, seq, count, std::move(fn), timeout_ms, max_retries};
 }
 
 // One message the core asked to send, with its header decoded by command.

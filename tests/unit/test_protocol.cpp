@@ -31,7 +31,9 @@ proto::Message with_header(std::string raw) {
 
 TEST(ProtocolHeaders, SubmitChunkSpecs) {
   const std::vector<proto::ChunkSpec> in{
-      {1, 10, "square", 0, 0}, {std::numeric_limits<std::uint64_t>::max(), 1, "a.b", 2500, 7}};
+      {3, 1, 10, "square", 0, 0},
+      {std::numeric_limits<std::uint64_t>::max(), std::numeric_limits<std::uint64_t>::max(), 1,
+       "a.b", 2500, 7}};
   const auto m = proto::make(Cmd::submit, in, "client-1");
   EXPECT_EQ(m.cmd, Cmd::submit);
   EXPECT_EQ(m.peer, "client-1");
@@ -39,6 +41,7 @@ TEST(ProtocolHeaders, SubmitChunkSpecs) {
   const auto out = proto::decode<std::vector<proto::ChunkSpec>>(m);
   ASSERT_EQ(out.size(), 2u);
   for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(out[i].job, in[i].job);
     EXPECT_EQ(out[i].seq, in[i].seq);
     EXPECT_EQ(out[i].count, in[i].count);
     EXPECT_EQ(out[i].fn, in[i].fn);
@@ -49,8 +52,10 @@ TEST(ProtocolHeaders, SubmitChunkSpecs) {
 
 TEST(ProtocolHeaders, ResultAndTaskSpecs) {
   const auto r = proto::decode<std::vector<proto::ResultSpec>>(
-      proto::make(Cmd::result, std::vector<proto::ResultSpec>{{5, 3}, {8, 1}}));
+      proto::make(Cmd::result, std::vector<proto::ResultSpec>{{7, 5, 3}, {1ull << 63, 8, 1}}));
   ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].job, 7u);
+  EXPECT_EQ(r[1].job, 1ull << 63);
   EXPECT_EQ(r[0].seq, 5u);
   EXPECT_EQ(r[0].count, 3u);
   EXPECT_EQ(r[1].seq, 8u);
@@ -126,7 +131,7 @@ TEST(ProtocolFastHeaders, AgreeWithTheGenericDecoderAcrossIntegerAndStringWidths
   std::vector<proto::ChunkSpec> chunks;
   for (std::uint64_t seq : {0ull, 127ull, 128ull, 65536ull, 1ull << 40, ~0ull})
     for (std::size_t len : {0u, 6u, 31u, 32u, 255u, 256u, 70000u})
-      chunks.push_back({seq, static_cast<std::uint32_t>(len + 1), std::string(len, 'f'),
+      chunks.push_back({~seq, seq, static_cast<std::uint32_t>(len + 1), std::string(len, 'f'),
                         static_cast<std::uint32_t>(seq), 0xffffffffu});
   const auto m = proto::make(Cmd::submit, chunks);
   std::vector<proto::ChunkSpec> fast;
@@ -135,6 +140,7 @@ TEST(ProtocolFastHeaders, AgreeWithTheGenericDecoderAcrossIntegerAndStringWidths
   ASSERT_EQ(fast.size(), slow.size());
   for (std::size_t i = 0; i < fast.size(); ++i) {
     SCOPED_TRACE(i);
+    EXPECT_EQ(fast[i].job, slow[i].job);
     EXPECT_EQ(fast[i].seq, slow[i].seq);
     EXPECT_EQ(fast[i].count, slow[i].count);
     EXPECT_EQ(fast[i].fn, slow[i].fn);
@@ -150,10 +156,12 @@ TEST(ProtocolFastHeaders, AgreeWithTheGenericDecoderAcrossIntegerAndStringWidths
   EXPECT_EQ(t[1].count, 70000u);
   EXPECT_EQ(t[1].fn, std::string(40, 't'));
 
-  const std::vector<proto::ResultSpec> results{{5, 1}, {~0ull, 0xffffffffu}};
+  const std::vector<proto::ResultSpec> results{{1ull << 32, 5, 1}, {~0ull, ~0ull, 0xffffffffu}};
   std::vector<proto::ResultSpec> r;
   ASSERT_TRUE(proto::decode_fast(proto::make(Cmd::result, results).header, r));
   ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].job, 1ull << 32);
+  EXPECT_EQ(r[1].job, ~0ull);
   EXPECT_EQ(r[1].seq, ~0ull);
   EXPECT_EQ(r[1].count, 0xffffffffu);
 
@@ -170,27 +178,29 @@ TEST(ProtocolFastHeaders, GiveWayOnAnythingElseAndDecodeStillDecides) {
     return proto::decode_fast(with_header(raw).header, out);
   };
   // Valid but unusual encodings, which the generic path accepts: the name as bin instead
-  // of str, and a spec with four fields (the fifth keeps its default).
-  const std::string bin_name("\x91\x95\x01\x02\xc4\x02" "ab" "\x00\x00", 10);
+  // of str, and a spec with five fields (the sixth keeps its default).
+  const std::string bin_name("\x91\x96\x00\x01\x02\xc4\x02" "ab" "\x00\x00", 11);
   EXPECT_FALSE(fast_ok(bin_name));
   const auto a = proto::decode<std::vector<proto::ChunkSpec>>(with_header(bin_name));
   ASSERT_EQ(a.size(), 1u);
   EXPECT_EQ(a[0].fn, "ab");
   EXPECT_EQ(a[0].count, 2u);
-  const std::string four_fields = "\x91\x94\x01\x03\xa1x\x07";
-  EXPECT_FALSE(fast_ok(four_fields));
-  const auto b = proto::decode<std::vector<proto::ChunkSpec>>(with_header(four_fields));
+  const std::string five_fields = "\x91\x95\x04\x01\x03\xa1x\x07";
+  EXPECT_FALSE(fast_ok(five_fields));
+  const auto b = proto::decode<std::vector<proto::ChunkSpec>>(with_header(five_fields));
   ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].job, 4u);
   EXPECT_EQ(b[0].timeout_ms, 7u);
   EXPECT_EQ(b[0].max_retries, 0u);
   // Malformed or hostile: refused by the fast path, then by decode() with an error.
   for (const std::string& raw : {
-           std::string("\x91\x95\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa1x\x00\x00",
-                       16),                                          // count beyond uint32
-           std::string("\x91\x95\xff\x01\xa1x\x00\x00", 8),       // negative seq
-           std::string("\xdd\xff\xff\xff\xff"),                     // 4 G chunks in 5 bytes
-           std::string("\x91\x95\x01\x01\xa5x\x00\x00", 8),       // name longer than the bytes left
-           std::string("\x91\x95\x01\x01\xa1x\x00\x00\x00", 9),  // a trailing byte
+           std::string("\x91\x96\x00\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa1x\x00\x00",
+                       17),                                            // count beyond uint32
+           std::string("\x91\x96\x00\xff\x01\xa1x\x00\x00", 9),        // negative seq
+           std::string("\x91\x96\xff\x00\x01\xa1x\x00\x00", 9),        // negative job
+           std::string("\xdd\xff\xff\xff\xff"),                       // 4 G chunks in 5 bytes
+           std::string("\x91\x96\x00\x01\x01\xa5x\x00\x00", 9),        // name longer than the bytes left
+           std::string("\x91\x96\x00\x01\x01\xa1x\x00\x00\x00", 10),  // a trailing byte
        }) {
     SCOPED_TRACE(::testing::PrintToString(raw));
     EXPECT_FALSE(fast_ok(raw));

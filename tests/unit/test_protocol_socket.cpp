@@ -75,7 +75,7 @@ struct RouterDealer : ::testing::Test {
 
 TEST_F(RouterDealer, DealerToRouterCarriesPeerCommandHeaderAndFrames) {
   proto::Message m = proto::make(
-      Cmd::submit, std::vector<proto::ChunkSpec>{{1, 2, "fn", 0, 0}, {3, 1, "fn", 0, 0}});
+      Cmd::submit, std::vector<proto::ChunkSpec>{{0, 1, 2, "fn", 0, 0}, {0, 3, 1, "fn", 0, 0}});
   const std::string big(1 << 20, 'b');
   m.frames.emplace_back(big.data(), big.size());
   m.frames.emplace_back();  // an empty payload frame is a frame too
@@ -120,14 +120,14 @@ TEST_F(RouterDealer, RecvWithDontwaitOnAnEmptySocketIsEmpty) {
 TEST_F(RouterDealer, MalformedEnvelopesThrowAfterConsumingAllTheirFrames) {
   const std::string header = bytes(proto::encode(proto::Ready{1, 1, "h", 1, 0}));
   const std::vector<std::vector<std::string>> bad{
-      {"MQP2", "\x10", header, "extra", "extra"},  // wrong protocol tag
+      {"MQP1", "\x10", header, "extra", "extra"},  // an older protocol's tag
       {"", "\x10", header},                        // empty tag
-      {"MQP1", "\x7f", header, "extra"},           // unknown command
-      {"MQP1", std::string(1, '\0'), header},      // command 0 is not a command
-      {"MQP1", "\x10\x10", header},                // a two-byte command frame
-      {"MQP1", "", header},                        // an empty command frame
-      {"MQP1", "\x10"},                            // no header
-      {"MQP1"},                                    // tag only
+      {"MQP2", "\x7f", header, "extra"},           // unknown command
+      {"MQP2", std::string(1, '\0'), header},      // command 0 is not a command
+      {"MQP2", "\x10\x10", header},                // a two-byte command frame
+      {"MQP2", "", header},                        // an empty command frame
+      {"MQP2", "\x10"},                            // no header
+      {"MQP2"},                                    // tag only
       {"x"},                                       // a single stray frame
   };
   for (std::size_t i = 0; i < bad.size(); ++i) {
@@ -147,7 +147,7 @@ TEST_F(RouterDealer, MalformedEnvelopeOnTheDealerSideThrowsToo) {
   proto::Message ok = good(7);
   ok.peer = dealer_id;
   ASSERT_TRUE(proto::send(router, std::move(ok), true));
-  send_raw(router, {dealer_id, "MQP1", "\x15"});  // too few frames, last in the queue
+  send_raw(router, {dealer_id, "MQP2", "\x15"});  // too few frames, last in the queue
   EXPECT_THROW(recv_within(dealer, false), SerializationError);
   expect_good(recv_within(dealer, false), 7, "");
   EXPECT_THROW(recv_within(dealer, false), SerializationError);

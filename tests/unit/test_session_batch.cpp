@@ -67,7 +67,7 @@ TEST(SessionBatch, CallsThatWaitTogetherTravelAsOneChunkAndEachOutcomeFindsItsCa
                     std::vector<std::pair<std::uint32_t, mqpool::WireError>> errors) {
     proto::Message r = proto::make(
         proto::Cmd::result,
-        std::vector<proto::ResultSpec>{{specs[0].seq + first, static_cast<std::uint32_t>(values.size())}});
+        std::vector<proto::ResultSpec>{{specs[0].job, specs[0].seq + first, static_cast<std::uint32_t>(values.size())}});
     r.frames.push_back(proto::encode_errors(errors));
     Buffer v;
     mqpool::detail::Packer packer(v);

@@ -45,6 +45,8 @@ struct TaskRef {
 template <class F>
 using result_of_t = typename TaskRef<F>::R;
 
+struct PoolInternals;  // white-box tests only: reaches a Pool's core
+
 // map of a void function returns nothing; otherwise a vector of results.
 template <class R>
 using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
@@ -226,14 +228,20 @@ class Pool {
       const int workers = detail::workers(*core_);
       const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, workers);
       detail::ChunkWriter w(cs, cap);
-      for (auto&& x : inputs) {
-        add(w, x);
-        if (w.closed() >= static_cast<std::size_t>(workers))
-          detail::submit(*core_, id, job, name, w.take_closed(), false);
+      try {
+        for (auto&& x : inputs) {
+          if (w.next() == n) size_lied(n, "more");
+          add(w, x);
+          if (w.closed() >= static_cast<std::size_t>(workers))
+            detail::submit(*core_, id, job, name, w.take_closed(), false);
+        }
+        if (w.next() != n) size_lied(n, std::to_string(w.next()));
+      } catch (...) {
+        // The input threw (or lied): what was sent runs and is dropped, and the job's
+        // record and results go now; the caller gets the exception.
+        detail::abandon(*core_, id);
+        throw;
       }
-      if (w.next() != n)
-        throw std::logic_error("map: the input range yielded " + std::to_string(w.next()) +
-                               " items but its size() said " + std::to_string(n));
       detail::submit(*core_, id, job, name, w.take(), true);
     } else {
       // Unknown size: encode everything first (Python's map takes list(iterable) too);
@@ -250,6 +258,11 @@ class Pool {
       detail::submit(*core_, id, job, name, w.take(), true);
     }
     return state;
+  }
+
+  [[noreturn]] static void size_lied(std::size_t n, const std::string& yielded) {
+    throw std::logic_error("map: the input range yielded " + yielded +
+                           " items but its size() said " + std::to_string(n));
   }
 
   template <class F, class In>
@@ -279,6 +292,7 @@ class Pool {
     return ResultStream<R>(core_, name, ordered, cs, window, std::move(pull));
   }
 
+  friend struct detail::PoolInternals;
   std::shared_ptr<detail::PoolCore> core_;
 };
 

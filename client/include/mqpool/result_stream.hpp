@@ -25,10 +25,11 @@ class ResultStream {
       : core_(std::move(core)),
         fn_(std::move(fn)),
         job_(std::make_shared<detail::StreamJob<R>>(ordered, fn_)),
-        writer_(chunksize, 0),
+        writer_(chunksize, 0, detail::first_index(*core_)),
         window_(std::max<std::uint64_t>(window, chunksize)),
         pull_(std::move(pull)) {
     id_ = detail::new_job(*core_);
+    job_->next_index = writer_.next();
     top_up();
   }
   ResultStream(ResultStream&&) noexcept = default;
@@ -43,7 +44,9 @@ class ResultStream {
   }
 
   // The next result; empty at the end. Throws the task's error at its position (imap)
-  // or when it arrives (imap_unordered), and TimeoutError if nothing comes in time.
+  // or when it arrives (imap_unordered), and TimeoutError if nothing comes in time. An
+  // exception from the input range reaches the call that read it; the stream then
+  // yields the results of the inputs read before it, and ends.
   std::optional<detail::Value<R>> next(std::chrono::milliseconds timeout) {
     return next_until(std::chrono::steady_clock::now() + timeout, true);
   }
@@ -116,11 +119,19 @@ class ResultStream {
       taken = job_->next_index;
     }
     if (writer_.next() - taken > window_ / 2) return;
-    while (writer_.next() - taken < window_) {
-      if (!pull_(writer_)) {
-        input_done_ = true;
-        break;
+    std::exception_ptr input_error;
+    try {
+      while (writer_.next() - taken < window_) {
+        if (!pull_(writer_)) {
+          input_done_ = true;
+          break;
+        }
       }
+    } catch (...) {
+      // The input threw: it is read no further. What it gave goes out as the last batch
+      // (the stream yields those results, then ends) and the caller gets the exception.
+      input_error = std::current_exception();
+      input_done_ = true;
     }
     auto chunks = writer_.take();
     {
@@ -131,6 +142,7 @@ class ResultStream {
     last_sent_ = input_done_;
     if (!chunks.empty() || input_done_)
       detail::submit(*core_, id_, job_, fn_, std::move(chunks), input_done_);
+    if (input_error) std::rethrow_exception(input_error);
   }
 
   std::shared_ptr<detail::PoolCore> core_;

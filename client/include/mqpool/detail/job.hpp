@@ -107,9 +107,14 @@ std::uint64_t new_job(PoolCore& core);
 // every chunk sent has its outcome. Throws PoolStateError once the workers have stopped.
 void submit(PoolCore& core, std::uint64_t job_id, std::shared_ptr<Job> job, const std::string& fn,
             std::vector<EncodedChunk> chunks, bool last);
+// Forgets a job whose input threw half way through its submission: its tasks already
+// sent still run, and their outcomes are dropped. Never throws.
+void abandon(PoolCore& core, std::uint64_t job_id) noexcept;
 // False once the workers have stopped (joined or terminated): submit() would throw.
 bool accepting(const PoolCore& core);
 // Worker processes that the automatic chunksize divides the work among.
 int workers(const PoolCore& core);
+// The index of an imap stream's first task: 0 (tests start it elsewhere).
+std::uint64_t first_index(const PoolCore& core);
 
 }  // namespace mqpool::detail
