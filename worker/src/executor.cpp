@@ -1,5 +1,6 @@
 // The executor: one process, one DEALER, runs chunks from the registry.
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "agent.hpp"
+#include "fault.hpp"
 #include "host.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
@@ -48,17 +50,50 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   frames.push_back(proto::to_frame(std::move(out.values)));
 }
 
+// The signals the main thread handles (restore_signals): SIGTERM from a draining agent,
+// SIGINT from a terminal.
+sigset_t handled_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Starts `fn` on a thread that has the handled signals blocked from its first
+// instruction (a thread inherits its creator's mask), so that no window remains in
+// which one could land on it.
+template <class F>
+std::thread thread_without_handled_signals(F fn) {
+  const sigset_t handled = handled_signals();
+  sigset_t old;
+  pthread_sigmask(SIG_BLOCK, &handled, &old);
+  struct Restore {
+    const sigset_t& old;
+    ~Restore() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+  } restore{old};
+  return std::thread(std::move(fn));
+}
+
 // The executor's heartbeat: a thread with its own socket, so that a task running for
 // minutes still shows the broker that its process is alive (a stopped process sends
 // nothing). When the broker's echoes stop for the liveness window it raises `lost()`,
 // and the main loop registers again (the broker may have restarted). A flag, not a
 // socket: the main loop then blocks in one recv, with no poll over two sockets, which
 // saves a handful of system calls on every task's path.
+//
+// Nothing may escape this thread: std::terminate would SIGABRT the process, and the
+// broker would charge that death to the task the main thread runs (a WorkerLostError
+// when max_retries is 0). SIGTERM and SIGINT are blocked here: they go to the main
+// thread, which finishes its TASK and leaves, and cannot interrupt this thread's poll.
+// EINTR is retried all the same (a signal whose handler a task installed, or a stop and
+// continue, can still cause one); any other failure ends the executor as a planned exit
+// (leave()).
 class Heartbeat {
  public:
   Heartbeat(zmq::context_t& ctx, const AgentOptions& o, const std::string& id)
       : ctx_(ctx), options_(o), id_(id + proto::kHeartbeatSuffix) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = thread_without_handled_signals([this] { run(); });
   }
   ~Heartbeat() {
     stop_ = true;
@@ -68,44 +103,86 @@ class Heartbeat {
   bool lost() { return lost_.exchange(false); }
 
  private:
-  void run() {
+  using Clock = std::chrono::steady_clock;
+  struct Times {
+    Clock::time_point last_echo, next_beat;
+  };
+
+  void run() noexcept {
+    pthread_setname_np(pthread_self(), "mqpool-beat");  // ps -L, and the tests, find it
+    try {
+      beat();
+    } catch (...) {
+      leave();
+    }
+  }
+
+  void beat() {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
     sock.set(zmq::sockopt::routing_id, id_);
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
     sock.connect(options_.endpoint);
-    const auto interval = std::chrono::milliseconds(options_.heartbeat_ms);
-    auto last_echo = std::chrono::steady_clock::now();
-    auto next_beat = last_echo;
-    zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+    Times t{Clock::now(), Clock::now()};
     while (!stop_) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= next_beat) {
-        proto::send(sock, proto::make(proto::Cmd::heartbeat, std::vector<int>{}), false);
-        next_beat = now + interval;
-      }
-      if (now - last_echo > interval * options_.liveness) {
-        lost_ = true;
-        last_echo = now;
-      }
-      // Short polls so that the destructor's stop flag is seen promptly.
-      zmq::poll(&item, 1,
-                std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
-      while (true) {
-        std::optional<proto::Message> m;
-        try {
-          m = proto::recv(sock, false, zmq::recv_flags::dontwait);
-        } catch (const SerializationError&) {
-          continue;  // consumed; not an echo
-        }
-        if (!m) break;
-        if (m->cmd == proto::Cmd::reset) {
-          lost_ = true;  // the broker does not know this executor (restarted, or expired it)
-          continue;
-        }
-        last_echo = std::chrono::steady_clock::now();
+      try {
+        detail::fault_point("executor.heartbeat");  // a test's hook may throw here
+        pass(sock, t);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;  // EINTR: nothing is wrong; go round again
       }
     }
+  }
+
+  // One round: a beat when one is due, the loss check, a short wait, the echoes.
+  void pass(zmq::socket_t& sock, Times& t) {
+    const auto interval = std::chrono::milliseconds(options_.heartbeat_ms);
+    const auto now = Clock::now();
+    if (now >= t.next_beat) {
+      proto::send(sock, proto::make(proto::Cmd::heartbeat, std::vector<int>{}), false);
+      t.next_beat = now + interval;
+    }
+    if (now - t.last_echo > interval * options_.liveness) {
+      lost_ = true;
+      t.last_echo = now;
+    }
+    // Short polls so that the destructor's stop flag is seen promptly.
+    zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1,
+              std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
+    while (true) {
+      std::optional<proto::Message> m;
+      try {
+        m = proto::recv(sock, false, zmq::recv_flags::dontwait);
+      } catch (const SerializationError&) {
+        continue;  // consumed; not an echo
+      }
+      if (!m) break;
+      if (m->cmd == proto::Cmd::reset) {
+        lost_ = true;  // the broker does not know this executor (restarted, or expired it)
+        continue;
+      }
+      t.last_echo = Clock::now();
+    }
+  }
+
+  // Ends the executor at once, as a planned exit (kPlannedExit, as maxtasksperchild):
+  // without heartbeats the broker would soon declare it lost and charge its task, so
+  // waiting for the task to end is no better. The agent reports the exit as planned and
+  // the broker hands every chunk this executor held back to the queue, uncharged; the
+  // task that was running runs again elsewhere (a DONE not yet on the wire is lost, and
+  // its chunk runs again too; the client still gets each result once).
+  [[noreturn]] void leave() noexcept {
+    try {
+      const WireError e = detail::describe_current_exception("");
+      detail::log().error(
+          "executor: its heartbeat thread failed ({}: {}); leaving, as a planned exit, so that "
+          "the broker hands its work back",
+          e.type, e.message);
+    } catch (...) {
+      // Not even the log: leave all the same.
+    }
+    _exit(kPlannedExit);
   }
 
   zmq::context_t& ctx_;
