@@ -211,6 +211,121 @@ void restore_signals() {
   sigaction(SIGINT, &sa, nullptr);
 }
 
+// The initializer's error, which every task of this executor then fails with; nothing
+// when there is no initializer or it succeeded. Not a reason to exit: a replacement
+// would fail the same way, forever.
+std::optional<WireError> run_initializer(const AgentOptions& options) {
+  if (!options.initializer) return std::nullopt;
+  try {
+    options.initializer();
+    return std::nullopt;
+  } catch (...) {
+    WireError e = detail::describe_current_exception("initializer");
+    e.code = ErrorCode::initializer;
+    e.message = "pool initializer failed: " + e.message;
+    return e;
+  }
+}
+
+proto::Ready make_ready(const AgentOptions& options, std::uint64_t agent, std::uint32_t pid) {
+  const int max = options.maxtasksperchild;
+  return proto::Ready{agent,
+                      pid,
+                      detail::hostname(),
+                      max > 0 ? std::min<std::uint32_t>(options.credit, max) : options.credit,
+                      max > 0 ? 1u : 0u,
+                      options.heartbeat_ms,
+                      options.liveness};
+}
+
+// The DONE for a TASK whose header decoded but whose argument frames are not one per
+// chunk (missing or extra): which frame is whose cannot be known, so every task of every
+// chunk it names fails with SerializationError. The broker then gets its credit and the
+// chunks back, and the callers an error instead of a wait without end.
+void fail_task(const std::vector<proto::TaskSpec>& specs, std::size_t frames,
+               std::vector<zmq::message_t>& out) {
+  auto plural = [](std::size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
+  const std::string what = "malformed TASK from the broker: " + plural(specs.size(), "chunk") +
+                           " but " + plural(frames, "argument frame");
+  detail::log().warn("executor: {}; its tasks fail with SerializationError", what);
+  WireError e{ErrorCode::serialization, "mqpool::SerializationError", "", "", detail::host_pid()};
+  for (const proto::TaskSpec& spec : specs) {
+    e.task = spec.fn;
+    e.message = "task '" + spec.fn + "': " + what;
+    proto::fail_frames(spec.count, e, out);
+  }
+}
+
+// Runs one TASK and returns its DONE (chunk ids in TASK order, errors and values frames
+// per chunk), and in `chunks` how many chunks it named. Nothing when its header does not
+// decode: see serve() for what the executor does then.
+std::optional<proto::Message> run_task(const proto::Message& task,
+                                       const std::optional<WireError>& init_error,
+                                       std::size_t& chunks) {
+  std::vector<proto::TaskSpec> specs;
+  try {
+    specs = proto::decode<std::vector<proto::TaskSpec>>(task);
+  } catch (const SerializationError& e) {
+    detail::log().error(
+        "executor: cannot read a TASK's header ({}); leaving, as a planned exit, so that the "
+        "broker hands back the chunks it holds for this executor",
+        e.what());
+    return std::nullopt;
+  }
+  std::vector<std::uint64_t> ids;
+  ids.reserve(specs.size());
+  for (const proto::TaskSpec& spec : specs) ids.push_back(spec.chunk);
+  proto::Message done{{}, proto::Cmd::done, proto::encode(ids), {}};
+  done.frames.reserve(2 * specs.size());
+  if (specs.size() != task.frames.size())
+    fail_task(specs, task.frames.size(), done.frames);
+  else
+    for (std::size_t i = 0; i < specs.size(); ++i)
+      run_one(specs[i], task.frames[i], init_error, done.frames);
+  chunks = specs.size();
+  return done;
+}
+
+// Answers TASKs until maxtasksperchild chunks are done, SIGTERM/SIGINT, or a fault;
+// returns the exit code.
+int serve(zmq::socket_t& sock, Heartbeat& heartbeat, const proto::Ready& ready,
+          const AgentOptions& options, const std::optional<WireError>& init_error) {
+  const std::size_t max = static_cast<std::size_t>(std::max(options.maxtasksperchild, 0));
+  std::size_t chunks_done = 0;
+  while ((max == 0 || chunks_done < max) && g_leave == 0) {
+    if (heartbeat.lost()) proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
+    std::optional<proto::Message> m;
+    try {
+      m = proto::recv(sock, false, zmq::recv_flags::none);
+    } catch (const SerializationError& e) {
+      detail::log().warn("executor: dropped a malformed message: {}", e.what());
+      continue;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;  // SIGTERM: the loop's condition says leave
+      return 1;
+    }
+    if (!m || m->cmd != proto::Cmd::task) continue;
+    if (g_leave != 0) break;  // told to leave: this TASK goes back with the planned exit
+    std::size_t chunks = 0;
+    std::optional<proto::Message> done = run_task(*m, init_error, chunks);
+    // A header that does not decode names no chunk this executor could answer for: ids
+    // picked out of bytes that are otherwise wrong may name another executor's chunk, or
+    // a queued one, and the broker takes a DONE for any chunk it holds. Nor would a
+    // second READY free anything (the broker only updates the executor's record: its
+    // credit and chunks stay taken). A planned exit does: the agent reports it as one,
+    // and the broker hands back every chunk it held for this executor, neither charged
+    // a loss nor split (PROTOCOL.md §7), to the replacement the agent forks. A broker
+    // that keeps sending such TASKs costs a fork and an error line each time, rather than
+    // failing work that its callers did not spoil.
+    if (!done) return kPlannedExit;
+    proto::send(sock, std::move(*done), false);
+    chunks_done += chunks;
+  }
+  return kPlannedExit;
+}
+
 }  // namespace
 
 void run_executor(const AgentOptions& options, std::uint64_t agent) {
@@ -242,67 +357,13 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
     sock.connect(options.endpoint);
 
-    std::optional<WireError> init_error;
-    if (options.initializer) {
-      try {
-        options.initializer();
-      } catch (...) {
-        // Not a reason to exit: a replacement would fail the same way, forever. Every
-        // task this executor receives fails with the initializer's error instead.
-        init_error = detail::describe_current_exception("initializer");
-        init_error->code = ErrorCode::initializer;
-        init_error->message = "pool initializer failed: " + init_error->message;
-      }
-    }
-
-    const int max = options.maxtasksperchild;
-    proto::Ready ready{agent,
-                       pid,
-                       detail::hostname(),
-                       max > 0 ? std::min<std::uint32_t>(options.credit, max) : options.credit,
-                       max > 0 ? 1u : 0u,
-                       options.heartbeat_ms,
-                       options.liveness};
+    const std::optional<WireError> init_error = run_initializer(options);
+    const proto::Ready ready = make_ready(options, agent, pid);
     proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
     Heartbeat heartbeat(ctx, options, proto::executor_id(agent, pid));
     // Wake at least once per heartbeat interval to see heartbeat.lost().
     sock.set(zmq::sockopt::rcvtimeo, static_cast<int>(options.heartbeat_ms));
-
-    int chunks_done = 0;
-    while ((max == 0 || chunks_done < max) && g_leave == 0) {
-      if (heartbeat.lost()) proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
-      std::optional<proto::Message> m;
-      try {
-        m = proto::recv(sock, false, zmq::recv_flags::none);
-      } catch (const SerializationError& e) {
-        detail::log().warn("executor: dropped a malformed message: {}", e.what());
-        continue;
-      } catch (const zmq::error_t& e) {
-        if (e.num() == EINTR) continue;  // SIGTERM: the loop's condition says leave
-        code = 1;
-        break;
-      }
-      if (!m || m->cmd != proto::Cmd::task) continue;
-      if (g_leave != 0) break;  // told to leave: this TASK goes back with the planned exit
-      std::vector<proto::TaskSpec> specs;
-      try {
-        specs = proto::decode<std::vector<proto::TaskSpec>>(*m);
-        if (specs.size() != m->frames.size()) throw SerializationError("frame count");
-      } catch (const SerializationError& e) {
-        detail::log().warn("executor: dropped a malformed task: {}", e.what());
-        continue;
-      }
-      std::vector<std::uint64_t> ids;
-      proto::Message done;
-      done.cmd = proto::Cmd::done;
-      for (std::size_t i = 0; i < specs.size(); ++i) {
-        ids.push_back(specs[i].chunk);
-        run_one(specs[i], m->frames[i], init_error, done.frames);
-      }
-      done.header = proto::encode(ids);
-      proto::send(sock, std::move(done), false);
-      chunks_done += static_cast<int>(specs.size());
-    }
+    code = serve(sock, heartbeat, ready, options, init_error);
     // Leaving scope flushes the last DONE (linger) before the context closes.
   }
   _exit(code);
