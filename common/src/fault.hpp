@@ -2,6 +2,8 @@
 // arise (a ZeroMQ call failing, EINTR, a bug); a test installs a hook that throws there,
 // to prove that the fault is handled. Without a hook (always, outside tests) the cost is
 // one relaxed load. A hook set before a fork is inherited by the child processes.
+// The points: "executor.heartbeat" (worker/src/executor.cpp, each round of an executor's
+// heartbeat thread).
 #pragma once
 
 #include <atomic>
