@@ -62,7 +62,7 @@ PoolCore::PoolCore(PoolOptions options)
   if (!options_.connect.empty()) {
     session_ = new_session(true);
     link_ = std::make_unique<RemoteLink>(
-        ctx_,
+        ctx_.get(),
         RemoteLink::Options{options_.connect, options_.connect_timeout, options_.reconnect_timeout,
                             options_.heartbeat_interval,
                             static_cast<std::uint32_t>(options_.heartbeat_liveness)},
@@ -85,9 +85,10 @@ void PoolCore::start_local() {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
     throw std::system_error(errno, std::generic_category(), "mqpool: pipe");
-  // Fork before this pool starts any thread or ZeroMQ context: the agent is then a
-  // clean, single-threaded copy of the program, able to fork executors later.
-  const pid_t pid = fork();
+  // Fork before this pool starts any thread or socket: the agent is then a clean,
+  // single-threaded copy of the program, able to fork executors later. fork_clean():
+  // the program's other threads may hold locks that the agent needs.
+  const pid_t pid = fork_clean();
   if (pid < 0) throw std::system_error(errno, std::generic_category(), "mqpool: fork");
   if (pid == 0) {
     ::close(fds[1]);
@@ -116,11 +117,11 @@ void PoolCore::start_local() {
   try {
     // The broker thread serves this pool's session directly: no client socket at all.
     session_ = new_session(false);
-    broker_ = std::make_unique<broker::Loop>(ctx_, "", backend, session_.get());
+    broker_ = std::make_unique<broker::Loop>(ctx_.get(), "", backend, session_.get());
     broker_thread_ = std::thread([this] { drive_local(); });
   } catch (...) {
     stop_agent(true);  // the destructor will not run: leave no process behind
-    ctx_.shutdown();
+    ctx_.get().shutdown();
     if (broker_thread_.joinable()) broker_thread_.join();
     throw;
   }

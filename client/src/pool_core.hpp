@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "broker_loop.hpp"
+#include "fork_clean.hpp"
 #include "mqpool/options.hpp"
 #include "session.hpp"
 
@@ -19,8 +20,9 @@ namespace mqpool::detail {
 
 class PoolCore {
  public:
-  // Validates the options, forks the local agent (before any thread starts), then
-  // starts the broker thread and the session. Throws std::invalid_argument.
+  // Validates the options, forks the local agent (fork_clean(), before this pool starts
+  // a thread), then starts the broker thread and the session. Throws
+  // std::invalid_argument.
   explicit PoolCore(PoolOptions options);
   ~PoolCore();
 
@@ -60,7 +62,7 @@ class PoolCore {
   int agent_pipe_ = -1;
   std::string tmpdir_;
 
-  zmq::context_t ctx_;
+  ForkSafeContext ctx_;  // made and closed under fork_clean()'s mutex
   std::unique_ptr<Session> session_;
   std::unique_ptr<broker::Loop> broker_;  // local: its thread also drives session_
   std::thread broker_thread_;

@@ -14,6 +14,8 @@ inline constexpr std::string_view kLogLevels = "trace, debug, info, warn, error,
 
 // The logger, made on first use at MQPOOL_LOG_LEVEL's level; an unknown value there
 // leaves it at warn and says so once (a library cannot refuse to start). Thread-safe.
+// Its lines' time is formatted without localtime, so that a forked child can log
+// (fork_clean.hpp); a child must not be the one to make it (fork_clean() makes it).
 spdlog::logger& log();
 
 // The level called `name` (one of kLogLevels), or nullopt. Thread-safe.

@@ -68,9 +68,10 @@ inline int count_files(const std::string& dir, const std::string& prefix) {
 // reaped on destruction if still running, so that a failed assertion leaves nothing.
 class Scenario {
  public:
-  // `stderr_path`: where its standard error goes (inherited when empty).
+  // `stderr_path`, `stdout_path`: where its standard error and output go (inherited
+  // when empty).
   Scenario(const std::string& name, const std::string& dir, std::vector<std::string> args = {},
-           const std::string& stderr_path = {}) {
+           const std::string& stderr_path = {}, const std::string& stdout_path = {}) {
     std::vector<std::string> env;
     for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
     env.push_back("MQPOOL_FAILURE_SCENARIO=" + name);
@@ -87,8 +88,12 @@ class Scenario {
     if (!stderr_path.empty())
       posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
                                        O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!stdout_path.empty())
+      posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), envp.data()) != 0)
       pid_ = -1;
+    spawned_ = pid_;
     posix_spawn_file_actions_destroy(&actions);
   }
   ~Scenario() { kill(); }
@@ -104,6 +109,13 @@ class Scenario {
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
     return status;
+  }
+  // For a scenario that made itself a process group leader (setpgid(0, 0)): SIGKILLs
+  // what is left of its group, so that the processes it forked (a pool's agent and
+  // executors, perhaps deadlocked) die too, even after it has ended; then kill().
+  int kill_group() {
+    if (spawned_ > 0) ::kill(-spawned_, SIGKILL);
+    return kill();
   }
   void signal(int sig) const {
     if (pid_ > 0) ::kill(pid_, sig);
@@ -126,7 +138,8 @@ class Scenario {
   }
 
  private:
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;      // -1 once reaped
+  pid_t spawned_ = -1;  // its pid (and group) as spawned, kept after reaping
 };
 
 }  // namespace ftest

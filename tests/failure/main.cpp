@@ -1,9 +1,12 @@
 // The failure tests' main(). Run normally, it is gtest's. Re-executed by a test with
 // MQPOOL_FAILURE_SCENARIO set (helpers.hpp: Scenario), it plays a helper role instead:
-// a client process for the test to SIGKILL, a standalone broker, a worker agent.
+// a client process for the test to SIGKILL, a standalone broker, a worker agent, a
+// program that makes pools while its other threads log.
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -65,6 +68,63 @@ int cluster_client(const std::string& dir) {
   std::_Exit(4);
 }
 
+// Threads that, until destroyed, log with spdlog's default logger and allocate, as a
+// user's program may: at any moment one of them is likely inside spdlog's console mutex
+// (and the tz lock that its time formatting takes under it) or malloc's locks.
+class Hammers {
+ public:
+  explicit Hammers(int n) {
+    for (int t = 0; t < n; ++t)
+      threads_.emplace_back([this, t] {
+        for (std::uint64_t i = 0; !stop_.load(std::memory_order_relaxed); ++i) {
+          spdlog::info("hammer {} line {}", t, i);
+          // Through a volatile pointer, so that the compiler cannot drop the pair.
+          char* volatile p = static_cast<char*>(std::malloc(64 + i % 4096));
+          p[0] = 1;
+          std::free(p);
+        }
+      });
+  }
+  ~Hammers() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+// Issue 11, item 6: 200 one-process pools made one after another while three Hammers
+// run; in each, one apply of "failure.log_line" (a task that logs with spdlog's default
+// logger). Writes "round <n>" to stderr before each. Exit codes: 0 = every round right,
+// 3 = a task did not return within kLong (a child deadlocked on a lock held at the
+// fork; the pool cannot be shut down then, so it exits at once), 5 = a wrong value. It
+// leads a process group of its own, so that the test can kill its agents and executors.
+int fork_under_threads() {
+  ::setpgid(0, 0);
+  Hammers hammers(3);
+  for (std::int64_t round = 0; round < 200; ++round) {
+    std::fprintf(stderr, "round %lld\n", static_cast<long long>(round));
+    mqpool::Pool pool(mqpool::PoolOptions{.processes = 1});
+    std::int64_t got = 0;
+    try {
+      got = pool.apply_async(log_line, round).get(kLong);
+    } catch (const mqpool::TimeoutError& e) {
+      std::fprintf(stderr, "round %lld: %s\n", static_cast<long long>(round), e.what());
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+    if (got != 2 * round + 1) {
+      std::fprintf(stderr, "round %lld: got %lld\n", static_cast<long long>(round),
+                   static_cast<long long>(got));
+      return 5;
+    }
+  }
+  std::fprintf(stderr, "all rounds done\n");
+  return 0;
+}
+
 }  // namespace
 }  // namespace ftest
 
@@ -74,6 +134,7 @@ int main(int argc, char** argv) {
     const std::string role = scenario;
     if (role == "orphan_client" && dir != nullptr) return ftest::orphan_client(dir);
     if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
+    if (role == "fork_under_threads") return ftest::fork_under_threads();
     // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers).
     if (role == "broker" && dir != nullptr)
       return mqpool::run_broker(

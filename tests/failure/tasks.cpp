@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -109,6 +110,11 @@ std::int64_t nap(std::int64_t ms) {
   return ms;
 }
 
+std::int64_t log_line(std::int64_t round) {
+  spdlog::info("failure.log_line: round {} in process {}", round, getpid());
+  return 2 * round + 1;
+}
+
 std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t) {
   return {getpid(), g_initializer_calls};
 }
@@ -134,3 +140,4 @@ MQPOOL_TASK_AS(ftest::pid_then_wait, "failure.pid_then_wait");
 MQPOOL_TASK_AS(ftest::stuck, "failure.stuck");
 MQPOOL_TASK_AS(ftest::init_state, "failure.init_state");
 MQPOOL_TASK_AS(ftest::nap, "failure.nap");
+MQPOOL_TASK_AS(ftest::log_line, "failure.log_line");

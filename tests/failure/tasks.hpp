@@ -52,6 +52,9 @@ std::int64_t pid_then_wait(std::string pid_path, std::string gate, std::int64_t 
 std::int64_t stuck(std::string dir, std::int64_t ms);
 // "failure.nap": sleeps `ms` milliseconds, returns `ms`.
 std::int64_t nap(std::int64_t ms);
+// "failure.log_line": logs one line with spdlog's default logger (as a user's task may),
+// returns 2 * round + 1.
+std::int64_t log_line(std::int64_t round);
 // "failure.init_state": (getpid(), how many times the initializer ran in this process).
 std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t ignored);
 

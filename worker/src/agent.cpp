@@ -15,6 +15,7 @@
 #include <set>
 #include <zmq.hpp>
 
+#include "fork_clean.hpp"
 #include "host.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
@@ -109,8 +110,9 @@ class Agent {
 
   void send(proto::Message&& m) { proto::send(*sock_, std::move(m), false); }
 
+  // Through fork_clean(), as every fork of ours: ZeroMQ's threads run beside this one.
   void spawn() {
-    const pid_t pid = fork();
+    const pid_t pid = detail::fork_clean();
     if (pid < 0) {
       detail::log().error("agent: fork failed: {}", std::strerror(errno));
       return;

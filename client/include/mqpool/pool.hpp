@@ -99,6 +99,15 @@ inline constexpr std::size_t kAutoChunkBytes = 40 << 10;
 // and join() may be called from any thread. Not copyable or movable.
 class Pool {
  public:
+  // A local pool's constructor starts processes: it forks a worker agent, which forks the
+  // worker processes (and later their replacements). Each is a copy of this program
+  // holding only the forking thread. mqpool forks so that its own locks, spdlog's
+  // console loggers and the ZeroMQ contexts of Pools are usable in the workers (API.md,
+  // "Local pools"), but a lock of yours that another thread holds at that moment stays
+  // held in the workers for ever: a task taking it deadlocks. Make the Pool before you
+  // start threads that hold locks across long operations, or accept that risk. A
+  // cluster pool (PoolOptions::connect) forks nothing.
+  //
   // A local pool of hardware_concurrency() processes.
   Pool();
   // A local pool of `processes` processes (0 = hardware_concurrency()).
@@ -109,7 +118,9 @@ class Pool {
   explicit Pool(PoolOptions options);
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
-  // close() then join(), unless terminated: every submitted task finishes first.
+  // close() then join(), unless terminated: blocks until every submitted task has
+  // finished (a task that never ends keeps it waiting; call terminate() first to stop
+  // them instead).
   ~Pool();
 
   // Runs f(args...) on a worker and returns its result; rethrows its error.

@@ -1,0 +1,38 @@
+// Fork in a threaded program (issue 11, item 6; API.md "Local pools"): a Pool made while
+// other threads of the program log with spdlog and allocate still starts workers that
+// run tasks, and those tasks can log with spdlog too. Before the fix, a child forked
+// while another thread held spdlog's console mutex inherited it locked, and the task's
+// first log line deadlocked.
+#include <sys/wait.h>
+
+#include "common.hpp"
+
+namespace ftest {
+namespace {
+
+// The last `n` lines of `path`, one per line, for a failure message.
+std::string tail(const std::string& path, std::size_t n = 5) {
+  const auto lines = read_lines(path);
+  std::string out;
+  for (std::size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i)
+    out += "\n  " + lines[i];
+  return out;
+}
+
+TEST(ForkSafety, PoolsStartWhileOtherThreadsLogAndAllocate) {
+  TempDir dir;
+  // main.cpp's scenario: 200 rounds. Its stdout (the threads' log lines) is discarded;
+  // its stderr (one line per round, and anything our logger says) goes to a file.
+  const std::string log = dir.file("stderr");
+  Scenario scenario("fork_under_threads", dir.path(), {}, log, "/dev/null");
+  ASSERT_GT(scenario.pid(), 0);
+  const auto status = scenario.wait_for(std::chrono::seconds(120));
+  scenario.kill_group();  // agents or executors a failed round left behind
+  ASSERT_TRUE(status.has_value()) << "the scenario did not finish its 200 rounds within 120 s"
+                                  << " (a child deadlocked?); its last lines:" << tail(log);
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << "the scenario ended with wait status " << *status << "; its last lines:" << tail(log);
+}
+
+}  // namespace
+}  // namespace ftest
