@@ -3,7 +3,10 @@
 // The same cases across real hosts are tests/cluster/ (network namespaces).
 #include <mqpool/mqpool.hpp>
 
+#include <zmq.hpp>
+
 #include "common.hpp"
+#include "fault.hpp"
 
 namespace ftest {
 namespace {
@@ -269,6 +272,55 @@ TEST(Cluster, PastTheGraceAWorkersTaskIsKilledAndRunsElsewhere) {
   auto other = c.start_worker(1);
   create_file(dir.file("gate"));
   EXPECT_NE(r.get(kLong), first->pid) << "the task should have run again, elsewhere";
+}
+
+// --- the link thread's faults (issue 11, item 2): see test_thread_faults.cpp ----------
+
+std::atomic<int> g_link_faults{0};
+void link_run_fault(std::string_view point) {
+  if (point == "link.run" && g_link_faults.fetch_sub(1) > 0)
+    throw std::runtime_error("injected fault at link.run");
+}
+void send_eintr(std::string_view point) {
+  if (point == "proto.send" && g_link_faults.fetch_sub(1) > 0) throw zmq::error_t(EINTR);
+}
+struct HookFor {
+  explicit HookFor(mqpool::detail::FaultHook hook) { mqpool::detail::set_fault_hook(hook); }
+  ~HookFor() { mqpool::detail::set_fault_hook(nullptr); }
+};
+
+TEST(Cluster, AFailedLinkThreadFailsOutstandingTasksWithItsCauseAndTheProcessLives) {
+  TempDir dir;
+  OpenOnExit gate(dir.file("gate"));
+  Cluster c(dir);
+  HookFor hook(link_run_fault);
+  mqpool::Pool pool(c.options());
+  TerminateOnExit guard{pool};
+  auto r = blocking(pool, dir, "p0", dir.file("gate"));
+  ASSERT_TRUE(await_pid_pair(dir.file("p0")));
+  g_link_faults = 1;  // the link thread meets it at its next turn (a heartbeat at most)
+  try {
+    (void)r.get(kLong);
+    ADD_FAILURE() << "the task succeeded";
+  } catch (const mqpool::ConnectionError& e) {
+    EXPECT_NE(std::string(e.what()).find("injected fault at link.run"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW((void)pool.apply_async(pid, std::int64_t{0}), mqpool::PoolStateError);
+  pool.close();
+  bounded(kLong, "join", [&] { pool.join(); });
+}
+
+TEST(Cluster, AnInterruptedSendIsSentAgain) {
+  TempDir dir;
+  Cluster c(dir);
+  HookFor hook(send_eintr);
+  mqpool::Pool pool(c.options());
+  g_link_faults = 6;  // each part of the next sends, the SUBMIT's among them
+  EXPECT_GT(pool.apply_async(pid, std::int64_t{0}).get(kLong), 0);
+  EXPECT_LE(g_link_faults.load(), 0) << "the faults were not injected";
+  pool.close();
+  bounded(kLong, "join", [&] { pool.join(); });
 }
 
 }  // namespace
