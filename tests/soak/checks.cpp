@@ -1,5 +1,7 @@
 #include "checks.hpp"
 
+#include <optional>
+
 #include "tasks.hpp"
 
 namespace soak {
@@ -57,18 +59,49 @@ void check_timeout(const Target& t, const Call& c, const mqpool::TimeoutError& e
                   "'");
 }
 
-void accept_lost(const Soak& s, const Target& t, const Call& c, const mqpool::WorkerLostError& e) {
+namespace {
+
+// The pid in "worker process lost: killed by signal 9 (SIGKILL) on HOST:PID (task ...".
+std::optional<pid_t> lost_pid(const std::string& what) {
+  const auto task = what.find(" (task '");
+  const auto colon = task == std::string::npos ? task : what.rfind(':', task);
+  if (colon == std::string::npos) return std::nullopt;
+  const std::string digits = what.substr(colon + 1, task - colon - 1);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return static_cast<pid_t>(std::stol(digits));
+}
+
+}  // namespace
+
+void accept_lost(Soak& s, const Target& t, const Call& c, const mqpool::WorkerLostError& e) {
   const std::string what = e.what();
-  const std::uint64_t kills = s.kills.load() - c.kills_before;
-  const auto needed = static_cast<std::uint64_t>(t.max_retries) + 1;
-  if (kills < needed)
-    throw Failure(c.what + ": threw WorkerLostError '" + what + "', but only " +
-                  std::to_string(kills) + " executors were killed while it was out, and the " +
-                  t.name + " pool (max_retries " + std::to_string(t.max_retries) +
-                  ") gives up on a task after " + std::to_string(needed));
-  if (what.find("killed by signal 9 (SIGKILL)") == std::string::npos)
+  const auto pid = lost_pid(what);
+  if (what.find("killed by signal 9 (SIGKILL)") == std::string::npos || !pid)
     throw Failure(c.what + ": threw WorkerLostError '" + what +
-                  "', expected one naming the SIGKILL the soak test sent");
+                  "', expected one naming a SIGKILL and the process it killed");
+  const auto needed = static_cast<std::uint64_t>(t.max_retries) + 1;
+  const Soak::Kills during = s.kills_since(c.submitted, *pid);
+  const Soak::Kills around = s.kills_since(c.submitted - kLateNotice, *pid);
+  if (around.n < needed || !around.named)
+    throw Failure(c.what + ": threw WorkerLostError '" + what + "', but the soak test killed " +
+                  std::to_string(around.n) + " executors from " +
+                  std::to_string(kLateNotice.count()) + " ms before the call on" +
+                  (around.named ? "" : ", none of them pid " + std::to_string(*pid)) +
+                  ", and the " + t.name + " pool (max_retries " + std::to_string(t.max_retries) +
+                  ") gives up on a task after " + std::to_string(needed) + " deaths");
+  // Accepted, but counted apart (and the first few said): the task lost a try to a process
+  // killed before the call was submitted.
+  if (during.n < needed || !during.named) {
+    s.count(Kind::lost_before_call);
+    if (s.tally()[static_cast<int>(Kind::lost_before_call)] <= 3) {
+      const auto before =
+          std::chrono::duration_cast<std::chrono::milliseconds>(c.submitted - around.named_at);
+      s.say("note: " + c.what + " failed with WorkerLostError '" + what +
+            "'; the soak test had killed pid " + std::to_string(*pid) + " " +
+            std::to_string(before.count()) + " ms before the call was submitted");
+    }
+  }
 }
 
 void count_failure_outcome(Soak& s, Outcome o) {

@@ -12,13 +12,18 @@
 
 namespace soak {
 
-// A call being checked: how it reads in a failure message, and the killer's count when
-// it was submitted (kills after that may have hit its tasks).
+// A call being checked: how it reads in a failure message, and when it was submitted
+// (kills from shortly before then on may have hit its tasks: accept_lost).
 struct Call {
   std::string what;
-  std::uint64_t kills_before = 0;
+  Clock::time_point submitted{};
 };
-inline Call call(const Soak& s, std::string what) { return Call{std::move(what), s.kills.load()}; }
+inline Call call(const Soak&, std::string what) { return Call{std::move(what), Clock::now()}; }
+
+// A kill this long before a call may still hit it: the broker may dispatch the call's task
+// to the killed executor before the agent's report of the death reaches it, and that
+// death then counts against the task (the broker cannot tell that it was never received).
+inline constexpr std::chrono::milliseconds kLateNotice{1000};
 
 // What a call must end with if no kill used up a task's tries: exactly one of these.
 template <class T>
@@ -50,17 +55,18 @@ std::string difference(const std::vector<T>& got, const std::vector<T>& want) {
 
 std::string due(bool value, const std::optional<std::int64_t>& reject, bool timeout);
 // The TaskError must be soak.picky's for `reject`; the TimeoutError must be the pool's
-// task_timeout; the WorkerLostError must follow max_retries + 1 kills (SIGKILL) while
-// the call was out. Each throws Failure otherwise.
+// task_timeout; the WorkerLostError must name a SIGKILL of a process the killer killed,
+// and follow max_retries + 1 kills from kLateNotice before the call on. Each throws
+// Failure otherwise.
 void check_rejection(const Call& c, const mqpool::TaskError& e,
                      const std::optional<std::int64_t>& reject);
 void check_timeout(const Target& t, const Call& c, const mqpool::TimeoutError& e, bool due);
-void accept_lost(const Soak& s, const Target& t, const Call& c, const mqpool::WorkerLostError& e);
+void accept_lost(Soak& s, const Target& t, const Call& c, const mqpool::WorkerLostError& e);
 
 // Runs `get` (which returns the value or throws the call's error) and checks what it
 // gives against `e`. Returns which kind of outcome it was; throws Failure if wrong.
 template <class T, class Get>
-Outcome check(const Soak& s, const Target& t, const Call& c, const Expect<T>& e, Get&& get) {
+Outcome check(Soak& s, const Target& t, const Call& c, const Expect<T>& e, Get&& get) {
   try {
     const T got = get();
     if (!e.value)

@@ -148,8 +148,8 @@ void take_unordered(const Call& c, std::set<std::int64_t>& left, std::int64_t go
 
 // The error being handled, from an unordered picky stream: the rejection of an input
 // not seen yet (its message names it), or a task lost to kills.
-void take_unordered_error(const Soak& s, const Target& t, const Call& c,
-                          std::set<std::int64_t>& left, std::uint64_t& lost) {
+void take_unordered_error(Soak& s, const Target& t, const Call& c, std::set<std::int64_t>& left,
+                          std::uint64_t& lost) {
   try {
     throw;
   } catch (const mqpool::TaskError& e) {

@@ -130,7 +130,7 @@ void kill_round(Soak& s, const std::vector<pid_t>& agents, std::uint64_t& rng) {
   if (executors.empty()) return;
   const auto [pid, agent] = executors[static_cast<std::size_t>(
       draw(rng, 0, static_cast<std::int64_t>(executors.size()) - 1))];
-  ++s.kills;  // before the signal: a call that sees its outcome has seen the count rise
+  s.record_kill(pid);  // before the signal: a call that sees its outcome sees the record
   if (kill_child_of(pid, agent)) s.count(Kind::kills);
 }
 

@@ -17,6 +17,7 @@ const char* kind_name(Kind k) {
                                            "get timeouts",
                                            "next timeouts",
                                            "worker lost",
+                                           "of them to a kill just before the call",
                                            "abandoned streams",
                                            "executor kills"};
   static_assert(std::size(kNames) == static_cast<std::size_t>(Kind::count));
@@ -94,6 +95,25 @@ std::string Soak::describe(const Tally& t) const {
     out += std::to_string(t[i]);
   }
   return out;
+}
+
+void Soak::record_kill(pid_t pid) {
+  const auto now = Clock::now();
+  std::lock_guard lock(kills_mu_);
+  kills_.emplace_back(now, pid);
+  // Longer than any call's window (the longest calls are imap streams of a few seconds).
+  while (kills_.front().first < now - std::chrono::minutes(15)) kills_.pop_front();
+}
+
+Soak::Kills Soak::kills_since(Clock::time_point from, pid_t pid) const {
+  std::lock_guard lock(kills_mu_);
+  Kills k;
+  for (auto it = kills_.rbegin(); it != kills_.rend() && it->first >= from; ++it) {
+    ++k.n;
+    if (!k.named && it->second == pid) k.named_at = it->first;
+    k.named = k.named || it->second == pid;
+  }
+  return k;
 }
 
 void Soak::fail(const std::string& what) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mqpool/mqpool.hpp>
 #include <mutex>
@@ -45,6 +46,7 @@ enum class Kind : int {
   get_timeouts,
   next_timeouts,
   worker_lost,
+  lost_before_call,
   abandoned_streams,
   kills,
   count
@@ -114,9 +116,16 @@ class Soak {
   void fail(const std::string& what);
   bool failed() const { return failed_; }
 
-  // Incremented before every SIGKILL the killer sends: a call that saw it rise by
-  // max_retries + 1 may have lost every try of a task.
-  std::atomic<std::uint64_t> kills{0};
+  // Every SIGKILL the killer sends is recorded first: a call that fails with
+  // WorkerLostError must have had max_retries + 1 of them in its window, one of them
+  // the process the error names.
+  void record_kill(pid_t pid);
+  struct Kills {
+    std::uint64_t n = 0;           // kills since `from`
+    bool named = false;            // `pid` among them
+    Clock::time_point named_at{};  // when it was killed (the latest time)
+  };
+  Kills kills_since(Clock::time_point from, pid_t pid) const;
   std::atomic<bool> stop{false};
   Gate gate;
 
@@ -124,6 +133,8 @@ class Soak {
   std::string mode_;
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Kind::count)> tally_{};
   std::atomic<bool> failed_{false};
+  mutable std::mutex kills_mu_;
+  std::deque<std::pair<Clock::time_point, pid_t>> kills_;  // oldest first
 };
 
 }  // namespace soak
