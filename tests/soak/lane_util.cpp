@@ -50,11 +50,16 @@ Expect<std::vector<std::int64_t>> picky_map(const std::vector<std::int64_t>& xs)
   return {.value = apply_all(xs, picky)};
 }
 
+Shape shape(const Soak& s, std::uint64_t& rng, std::int64_t max_n, int chunk_div) {
+  static constexpr int kChunks[] = {0, 0, 1, 7, 64};
+  if (s.warming && draw(rng, 0, 1) == 0) return {max_n, 1};
+  const int cs = kChunks[draw(rng, 0, 4)];
+  return {draw(rng, 1, max_n), cs == 0 ? 0 : std::max(1, cs / chunk_div)};
+}
+
 std::size_t payload_size(std::uint64_t& rng) {
-  const auto v = draw(rng, 0, 99);
-  if (v < 70) return static_cast<std::size_t>(draw(rng, 0, 2000));
-  if (v < 97) return static_cast<std::size_t>(draw(rng, 2000, 64 << 10));
-  return static_cast<std::size_t>(draw(rng, 512 << 10, 700 << 10));
+  if (draw(rng, 0, 99) < 70) return static_cast<std::size_t>(draw(rng, 0, 2000));
+  return static_cast<std::size_t>(draw(rng, 2000, 64 << 10));
 }
 
 std::string inputs(std::int64_t n, std::int64_t base, int chunksize) {

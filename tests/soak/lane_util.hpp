@@ -21,8 +21,19 @@ std::vector<std::int64_t> apply_all(const std::vector<std::int64_t>& xs,
                                     std::int64_t (*f)(std::int64_t));
 // soak.picky over xs: its values, or the TaskError of the lowest rejected input.
 Expect<std::vector<std::int64_t>> picky_map(const std::vector<std::int64_t>& xs);
-// A payload size: mostly small, sometimes tens of KiB, rarely above 512 KiB (the size
-// from which mqpool allocates buffers for huge pages).
+// A round's number of inputs (1..max_n) and chunksize (automatic or 1 to 64, divided by
+// `chunk_div`). During the warm-up half the rounds take max_n inputs in chunks of one
+// (the most chunks, so the most memory in the broker and the client): every process's
+// allocator then reaches its high-water mark before the first RSS reading, and later
+// rounds, no larger, compare with it. A random walk of sizes would otherwise set new
+// records now and then for the whole run, growth that is not a leak.
+struct Shape {
+  std::int64_t n = 1;
+  int chunksize = 0;
+};
+Shape shape(const Soak& s, std::uint64_t& rng, std::int64_t max_n, int chunk_div = 1);
+
+// A payload size: mostly small, sometimes tens of KiB.
 std::size_t payload_size(std::uint64_t& rng);
 // " (N inputs from B, chunksize C)"
 std::string inputs(std::int64_t n, std::int64_t base, int chunksize);

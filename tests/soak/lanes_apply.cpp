@@ -10,7 +10,7 @@ namespace {
 void apply_burst(Soak& s, const Target& t, Lane& lane, std::uint64_t& rng) {
   std::vector<Pending<std::int64_t>> ints;
   std::vector<Pending<std::string>> strings;
-  const auto k = draw(rng, 1, 120);
+  const auto k = shape(s, rng, 120).n;
   for (std::int64_t i = 0; i < k; ++i) {
     const auto v = draw(rng, 0, 99);
     if (v < 60) {

@@ -13,6 +13,7 @@ constexpr double kMaxGrowth = 0.10;  // RSS from the end of the warm-up to the e
 // Before reading RSS with the lanes paused: abandoned streams' tasks finish, and agents
 // replace the executors that were just killed.
 constexpr auto kSettle = 1500ms;
+constexpr auto kEarlier = 4s;  // the first of a figure's two readings comes this much earlier
 
 struct Figures {
   Tally tally{};
@@ -108,6 +109,8 @@ std::string percent(double x) {
 
 void report_warmup(const Soak& s, const Setup& setup, const Figures& f, const Config& cfg) {
   s.say("after the warm-up (" + std::to_string(cfg.warmup.count()) + " s): " + s.describe(f.tally));
+  s.say("  (each RSS figure: the larger of two readings with the lanes paused, " +
+        std::to_string(kEarlier.count()) + " s apart)");
   for (std::size_t i = 0; i < setup.watched.size(); ++i) {
     const auto& w = setup.watched[i];
     s.say("  RSS " + w.name + " (pid " + std::to_string(w.pid) + ", " + w.note +
@@ -142,6 +145,24 @@ void check_coverage(Soak& s, const Tally& t) {
   }
 }
 
+// Each figure is the larger of two readings kEarlier apart (work runs in between):
+// readings with the lanes paused still vary by a few % with the heap's layout, and
+// now and then one is well below the rest; the larger of two is steadier.
+Figures larger(Figures earlier, const Figures& later) {
+  if (earlier.rss_kib.size() != later.rss_kib.size()) return later;
+  for (std::size_t i = 0; i < later.rss_kib.size(); ++i)
+    earlier.rss_kib[i] = std::max(earlier.rss_kib[i], later.rss_kib[i]);
+  earlier.tally = later.tally;
+  return earlier;
+}
+
+// A reading with the lanes paused, after which they go on.
+Figures checkpoint(Soak& s, Lanes& lanes, const Setup& setup) {
+  Figures f = measure(s, lanes, setup, true);
+  s.gate.resume();
+  return f;
+}
+
 }  // namespace
 
 std::string describe_run(const Config& cfg) {
@@ -152,17 +173,21 @@ std::string describe_run(const Config& cfg) {
 void run(Soak& s, Lanes& lanes, const Setup& setup, const Config& cfg) {
   const auto start = Clock::now();
   auto threads = start_lanes(s, lanes, setup, cfg.seed);
-  Figures warm;
+  Figures warm, before_end;
+  wait_until(s, setup, start, start + cfg.warmup - kEarlier, cfg);
+  if (!s.failed()) warm = checkpoint(s, lanes, setup);
   wait_until(s, setup, start, start + cfg.warmup, cfg);
   if (!s.failed()) {
-    warm = measure(s, lanes, setup, true);
+    warm = larger(warm, checkpoint(s, lanes, setup));
     if (!s.failed()) report_warmup(s, setup, warm, cfg);
-    s.gate.resume();
   }
+  s.warming = false;
+  wait_until(s, setup, start, start + cfg.total - kEarlier, cfg);
+  if (!s.failed()) before_end = checkpoint(s, lanes, setup);
   wait_until(s, setup, start, start + cfg.total, cfg);
   stop_lanes(s, lanes.main, threads);
   if (s.failed()) return;
-  const Figures end = measure(s, lanes, setup, false);
+  const Figures end = larger(before_end, measure(s, lanes, setup, false));
   if (s.failed()) return;
   report_end(s, setup, warm, end, cfg);
   check_coverage(s, end.tally);

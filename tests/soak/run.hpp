@@ -26,7 +26,7 @@ inline constexpr std::chrono::seconds kTeardown = 240s;
 
 struct Config {
   std::chrono::seconds total{600};   // SOAK_SECONDS
-  std::chrono::seconds warmup{120};  // 20 % of it, at least 5 s
+  std::chrono::seconds warmup{120};  // 20 % of it, or half of it up to 30 s
   std::uint64_t seed = 0;            // SOAK_SEED, else random
 };
 

@@ -127,6 +127,8 @@ class Soak {
   };
   Kills kills_since(Clock::time_point from, pid_t pid) const;
   std::atomic<bool> stop{false};
+  // Until the first RSS reading: rounds take their largest sizes more often (shape()).
+  std::atomic<bool> warming{true};
   Gate gate;
 
  private:
