@@ -64,7 +64,7 @@ void get_timeout(Soak& s, const Target& t, Lane& lane) {
   } catch (const mqpool::WorkerLostError& e) {
     accept_lost(s, t, c, e);
     s.count(Kind::worker_lost);
-    return;
+    return lane.end();
   }
   s.count(Kind::get_timeouts);
   lane.begin(c.what + ".get");
