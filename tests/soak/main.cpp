@@ -9,6 +9,7 @@
 //
 // Exit codes: 0 passed; 1 a wrong answer, a hang, RSS growth or a process that would not
 // end (the output says which); 2 a bad command line or SOAK_SECONDS.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,6 +79,7 @@ int run_both(const soak::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  soak::fix_mmap_threshold();
   const std::string role = argc > 1 ? argv[1] : "";
   if (role == "worker") {  // before anything starts a thread: the agent forks
     std::vector<char*> args{argv[0]};

@@ -1,5 +1,6 @@
 #include "run.hpp"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -164,6 +165,11 @@ Figures checkpoint(Soak& s, Lanes& lanes, const Setup& setup) {
 }
 
 }  // namespace
+
+void fix_mmap_threshold() {
+  ::mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+  ::setenv("MALLOC_MMAP_THRESHOLD_", std::to_string(kMmapThreshold).c_str(), 1);
+}
 
 std::string describe_run(const Config& cfg) {
   return "for " + std::to_string(cfg.total.count()) + " s (warm-up " +

@@ -76,6 +76,16 @@ class Watchdog {
   std::thread thread_;
 };
 
+// Every process of a run allocates 256 KiB and more with mmap, freed at once: glibc's own
+// threshold moves up to the largest block freed, after which blocks of the soak's big
+// payloads (512-700 KiB) are carved from the heaps and kept there, in whichever of a
+// dozen thread arenas; readings then varied by up to 20 % from run to run with no leak.
+// A leaked big block still counts (it stays mapped). This process and its forks get it by
+// mallopt; `mqpool broker`, not ours to change, by MALLOC_MMAP_THRESHOLD_ (set here for
+// the programs this process starts).
+inline constexpr int kMmapThreshold = 256 << 10;
+void fix_mmap_threshold();
+
 // "for 60 s (warm-up 12 s), seed N"
 std::string describe_run(const Config& cfg);
 
