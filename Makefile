@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 PREFIX     ?= /usr/local
 JOBS       ?= 2
 
-.PHONY: all deps configure build demo test install clean
+.PHONY: all deps configure build demo test soak install clean
 
 all: build
 
@@ -28,6 +28,12 @@ demo: build
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 300
+
+# Not part of `test`: a local and a cluster pool, concurrently (two processes), under a
+# mix of work, errors, timeouts and killed executors for SOAK_SECONDS (default 600),
+# checking every answer and the RSS of every process (tests/soak/, README "Soak test").
+soak: build
+	$(BUILD)/tests/soak/mqpool_soak
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
