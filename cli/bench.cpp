@@ -14,6 +14,7 @@
 //    twice), printed as map_tiny, and a note on stderr says so. Every line's params name
 //    the endpoint ("connect").
 #include "bench.hpp"
+#include "host.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -767,7 +768,7 @@ int run_bench(const BenchOptions& opts) {
               << opts.connect << ")\n";
   const Sizes sizes = opts.quick ? quick_sizes() : Sizes{};
   const std::int64_t procs =
-      opts.processes > 0 ? opts.processes : std::max(1u, std::thread::hardware_concurrency());
+      opts.processes > 0 ? opts.processes : detail::default_processes();
   const Params tags = connected ? Params{{"connect", opts.connect}} : Params{};
   const Params cluster_tags{{"transport", "tcp loopback"}};
   // One pool for all workloads, as peers.py, and one cluster for the cluster_* ones: each

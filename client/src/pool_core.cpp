@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "agent.hpp"
+#include "host.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
 #include "test_hooks.hpp"
@@ -73,9 +74,7 @@ PoolCore::PoolCore(PoolOptions options)
         link_->executors_at_connect() > 0 ? static_cast<int>(link_->executors_at_connect()) : 8;
     return;
   }
-  processes_ = options_.processes > 0
-                   ? options_.processes
-                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  processes_ = options_.processes > 0 ? options_.processes : default_processes();
   start_local();
 }
 

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <thread>
+
 namespace mqpool::detail {
 
 const std::string& hostname() {
@@ -14,5 +17,7 @@ const std::string& hostname() {
 }
 
 std::string host_pid() { return hostname() + ":" + std::to_string(getpid()); }
+
+int default_processes() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 }  // namespace mqpool::detail

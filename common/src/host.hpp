@@ -1,4 +1,4 @@
-// Names for this process as other hosts see it.
+// This process and its machine: names as other hosts see them, and the cores.
 #pragma once
 
 #include <string>
@@ -9,5 +9,8 @@ namespace mqpool::detail {
 const std::string& hostname();
 // "host:pid" of the calling process (computed per call: a forked child has a new pid).
 std::string host_pid();
+// Worker processes when none are asked for: one per core (hardware_concurrency), at
+// least 1 when the core count is unknown.
+int default_processes();
 
 }  // namespace mqpool::detail

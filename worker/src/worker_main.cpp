@@ -13,6 +13,7 @@
 #include "agent.hpp"
 #include "duration.hpp"
 #include "endpoint.hpp"
+#include "host.hpp"
 #include "log.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
@@ -52,7 +53,7 @@ int worker_main(int argc, char** argv) {
     return program + ": " + e.what() + " (see " + program + " --help)\n";
   });
   worker::AgentOptions o;
-  o.processes = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.processes = detail::default_processes();
   std::vector<std::string> libs;
   std::string level;
   std::string grace = "10s";

@@ -47,10 +47,6 @@ using result_of_t = typename TaskRef<F>::R;
 
 struct PoolInternals;  // white-box tests only: reaches a Pool's core
 
-// map of a void function returns nothing; otherwise a vector of results.
-template <class R>
-using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
-
 inline void check_chunksize(int chunksize) {
   if (chunksize < 0)
     throw std::invalid_argument("chunksize must be >= 0 (0 = automatic), got " +

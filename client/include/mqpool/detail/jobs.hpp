@@ -141,12 +141,14 @@ class ApplyJob final : public Job {
   bool done_ = false;
 };
 
+// What map returns: nothing for a void function, otherwise a vector of results.
+template <class R>
+using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+
 template <class R>
 class MapJob final : public Job {
  public:
-  using Result = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
-
-  MapJob(std::shared_ptr<ResultState<Result>> state, MapOptions<R> opts, std::size_t n,
+  MapJob(std::shared_ptr<ResultState<MapResult<R>>> state, MapOptions<R> opts, std::size_t n,
          std::string task)
       : state_(std::move(state)),
         opts_(std::move(opts)),
@@ -247,7 +249,7 @@ class MapJob final : public Job {
     }
   }
 
-  std::shared_ptr<ResultState<Result>> state_;
+  std::shared_ptr<ResultState<MapResult<R>>> state_;
   MapOptions<R> opts_;
   std::string task_;  // for decoding errors
   std::conditional_t<std::is_void_v<R>, std::monostate, std::vector<R>> results_;
