@@ -230,7 +230,7 @@ void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<s
   }
 }
 
-bool Loop::serve_local_now() {
+bool Loop::dispatch_on_submitter() {
   if (local_ == nullptr || t_loop == this) return false;
   std::unique_lock lock(mu_, std::try_to_lock);
   if (!lock || failed_) return false;  // the loop's thread is at work and will see the wake-up

@@ -26,16 +26,18 @@ class Loop {
   // Serves until the context is shut down, the local client stops, or `stop` becomes
   // true (checked whenever poll returns, including on EINTR); on `stop` it says BYE to
   // every remote client and agent first. Call from one thread. EINTR is retried; any
-  // other failure ends the loop with its exception (after which serve_local_now() serves
+  // other failure ends the loop with its exception (after which dispatch_on_submitter() serves
   // nothing): the thread's owner decides what that means for the work in flight.
   void run(const std::atomic<bool>* stop = nullptr);
-  // For the local client's submitting thread, after it queued work: if the loop is
-  // between wake-ups and nothing is in flight, dispatches that work on the caller's
-  // thread and returns true; otherwise (busy, work under way, or the loop must look at
+  // The one exception to "one socket, one owner thread" (docs/ARCHITECTURE.md): for the
+  // local client's submitting thread, after it queued work. If the loop is between
+  // wake-ups and nothing is in flight, dispatches that work on the caller's thread, under
+  // mu_, and returns true; otherwise (busy, work under way, or the loop must look at
   // something itself) returns false and the caller wakes the loop. This spares a lone
-  // call a thread hand-off, and leaves a burst of calls to wait together for one take.
+  // call a thread hand-off (apply p50, interleaved A/B: 116-157 -> 106-132 us,
+  // docs/PERFORMANCE.md), and leaves a burst of calls to wait together for one take.
   // Results are never delivered here: callbacks run on the loop's thread only.
-  bool serve_local_now();
+  bool dispatch_on_submitter();
 
  private:
   void serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<std::mutex>& lock);
@@ -57,7 +59,7 @@ class Loop {
   zmq::socket_t backend_;
   LocalClient* local_;
   // Held by whichever thread drives the sockets and core_ at the moment: the loop's own,
-  // or a submitter in serve_local_now(). ZeroMQ sockets may change threads between calls
+  // or a submitter in dispatch_on_submitter(). ZeroMQ sockets may change threads between calls
   // when a lock orders the calls, and the loop's thread polls raw descriptors without it.
   std::mutex mu_;
   BrokerCore core_;

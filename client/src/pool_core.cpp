@@ -202,11 +202,15 @@ void PoolCore::submit(std::uint64_t job_id, std::shared_ptr<Job> job, const std:
     }
     chunks = std::move(single);
   }
-  // A local pool's submitter dispatches its own work when the broker's thread is idle,
-  // sparing each submission a thread hand-off; otherwise the driver's thread is woken.
-  if (session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last) &&
-      !(broker_ && broker_->serve_local_now()))
-    session_->wake();
+  if (session_->submit(job_id, std::move(job), fn, timeout_ms_, std::move(chunks), last))
+    dispatch_or_wake();
+}
+
+// The first op queued since the driver last took: a local pool's submitter dispatches it
+// itself when the broker's thread is idle (Loop::dispatch_on_submitter says why and
+// when); otherwise, and always in a cluster pool, the driver's thread is woken.
+void PoolCore::dispatch_or_wake() {
+  if (!(broker_ && broker_->dispatch_on_submitter())) session_->wake();
 }
 
 bool PoolCore::accepting() const {

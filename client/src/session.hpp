@@ -56,7 +56,8 @@ class Session final : public broker::LocalClient {
   // Wakes the driver to take what is queued. Thread-safe.
   void wake();
 
-  // The driver's side (the one I/O thread).
+  // The driver's side: the one I/O thread, or (local pool) a submitter that holds the
+  // broker loop's lock in Loop::dispatch_on_submitter, which calls take(out, false).
   int wake_fd() const override { return wake_fd_; }
   bool take(std::vector<proto::Message>& out, bool loop_thread) override;
   void deliver(proto::Message& m) override;
@@ -115,13 +116,13 @@ class Session final : public broker::LocalClient {
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
   bool coalesce_;
-  std::unordered_map<std::uint64_t, JobRec> jobs_;  // driver thread only
+  std::unordered_map<std::uint64_t, JobRec> jobs_;  // the driver only (see above)
   std::atomic<std::size_t> open_jobs_{0};            // jobs_.size(), for any thread
-  std::vector<Op> ops_taken_;                       // driver thread only
-  std::uint64_t next_batch_ = 0;                    // driver thread only
+  std::vector<Op> ops_taken_;                       // the driver only (see above)
+  std::uint64_t next_batch_ = 0;                    // the driver only (see above)
   bool keep_sent_;
-  std::map<std::pair<std::uint64_t, std::uint64_t>, SentChunk> sent_;  // driver thread only;
-                                                                       // by job, first seq
+  // By job and first seq; the driver only (see above).
+  std::map<std::pair<std::uint64_t, std::uint64_t>, SentChunk> sent_;
 
   std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -41,7 +41,7 @@ TEST(TaskTimeout, AMinuteLongTaskFailsPromptlyAndTheNextTaskRunsOnAOneProcessPoo
 
 // The broker's thread keeps a task's time limit even when nothing else would wake it:
 // heartbeats are 20 s apart here, and the submitting thread may dispatch the task itself
-// (Loop::serve_local_now), so only the broker's own deadline can end it in time.
+// (Loop::dispatch_on_submitter), so only the broker's own deadline can end it in time.
 TEST(TaskTimeout, TheLimitHoldsWhenNoOtherEventWakesTheBroker) {
   TempDir dir;
   mqpool::Pool pool(mqpool::PoolOptions{
