@@ -82,25 +82,31 @@ class ResultState {
 template <class T>
 class AsyncResult {
  public:
+  // Made by the Pool's submitting calls, not by users.
   explicit AsyncResult(std::shared_ptr<detail::ResultState<T>> s) : state_(std::move(s)) {}
 
-  // Waits for the result; returns it or rethrows the task's error.
+  // Blocks until the result is in; returns a copy of it or rethrows the task's error
+  // (TaskError, WorkerLostError, PoolStateError after terminate(), ...: docs/API.md, Errors).
   T get() const {
     state_->wait();
     return state_->get();
   }
-  // As get(), but throws TimeoutError if the result is not ready within `timeout`.
+  // As get(), but throws TimeoutError if the result is not ready within `timeout`. The
+  // task keeps running; a later get() can still return its result.
   T get(std::chrono::milliseconds timeout) const {
     if (!state_->wait_for(timeout))
       throw TimeoutError("AsyncResult::get: no result within " + std::to_string(timeout.count()) +
                          " ms");
     return state_->get();
   }
+  // Blocks until the result or the error is in; does not throw the task's error.
   void wait() const { state_->wait(); }
-  // True if the result became ready within `timeout`.
+  // Blocks at most `timeout`; true if the result became ready within it.
   bool wait_for(std::chrono::milliseconds timeout) const { return state_->wait_for(timeout); }
+  // Does not block: true once the result or the error is in.
   bool ready() const { return state_->ready(); }
-  // True if the call completed without error. Throws mqpool::Error if not ready.
+  // Does not block: true if the call completed without error. Throws mqpool::Error if not
+  // ready.
   bool successful() const { return state_->successful(); }
 
  private:

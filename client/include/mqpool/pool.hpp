@@ -92,7 +92,9 @@ inline constexpr std::size_t kAutoChunkBytes = 40 << 10;
 }  // namespace detail
 
 // A pool of worker processes. Submitting calls are thread-safe; close(), terminate()
-// and join() may be called from any thread. Not copyable or movable.
+// and join() may be called from any thread, but of them only close() from a callback.
+// Not copyable or movable. Exceptions and thread rules in detail: docs/API.md, Errors
+// and Thread safety.
 class Pool {
  public:
   // A local pool's constructor starts processes: it forks a worker agent, which forks the
@@ -104,28 +106,39 @@ class Pool {
   // start threads that hold locks across long operations, or accept that risk. A
   // cluster pool (PoolOptions::connect) forks nothing.
   //
+  // Every constructor throws std::logic_error if a task name was registered twice, and a
+  // local one std::system_error or zmq::error_t if it cannot be set up. A local pool
+  // returns without waiting for its workers. Callable from any thread.
+  //
   // A local pool of hardware_concurrency() processes.
   Pool();
   // A local pool of `processes` processes (0 = hardware_concurrency()).
   // Throws std::invalid_argument if processes < 0.
   explicit Pool(int processes);
-  // Throws std::invalid_argument for negative processes, maxtasksperchild, max_retries
-  // or task_timeout, and ConnectionError if a cluster broker cannot be reached.
+  // Throws std::invalid_argument for an option out of range (docs/API.md, PoolOptions).
+  // With `connect`, blocks until the broker answers: ConnectionError if none does within
+  // connect_timeout, or if the endpoint refuses. It does not wait for workers.
   explicit Pool(PoolOptions options);
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
   // close() then join(), unless terminated: blocks until every submitted task has
   // finished (a task that never ends keeps it waiting; call terminate() first to stop
-  // them instead).
+  // them instead). Never throws. An imap ResultStream that outlives the Pool postpones
+  // this to the stream's destruction.
   ~Pool();
 
-  // Runs f(args...) on a worker and returns its result; rethrows its error.
+  // Runs f(args...) on a worker; blocks until it has finished, then returns its result
+  // or rethrows its error (TaskError, WorkerLostError, ...: docs/API.md, Errors). Throws
+  // as apply_async too. Thread-safe; not from a callback of this pool.
   template <class F, class... A>
   auto apply(const F& f, A&&... args) {
     return apply_async(f, std::forward<A>(args)...).get();
   }
 
-  // Submits f(args...); does not block. Throws UnknownTaskError, PoolStateError.
+  // Submits f(args...) and returns its AsyncResult; does not block (the arguments are
+  // encoded on this thread). Throws UnknownTaskError if f is not registered and
+  // PoolStateError after close() or terminate(); the task's own error comes from get().
+  // Thread-safe.
   template <class F, class... A>
   AsyncResult<detail::result_of_t<F>> apply_async(const F& f, A&&... args) {
     using R = detail::result_of_t<F>;
@@ -133,7 +146,8 @@ class Pool {
                          Callbacks<R>{});
   }
 
-  // As apply_async; callbacks run on a client thread before the result becomes ready.
+  // As apply_async; exactly one callback runs, on the pool's delivery thread, before the
+  // result becomes ready (docs/API.md, Callbacks).
   template <class F, class... A>
   AsyncResult<detail::result_of_t<F>> apply_async(const F& f, std::tuple<A...> args,
                                                   Callbacks<detail::result_of_t<F>> cb) {
@@ -142,8 +156,10 @@ class Pool {
                          std::move(cb));
   }
 
-  // f over every input, results in input order. Blocks until every task has finished,
-  // then rethrows the error of the lowest-index failed task.
+  // f over every input, results in input order (nothing for a void f). Blocks until every
+  // task has finished, then rethrows the error of the lowest-index failed task. Throws as
+  // apply_async, std::invalid_argument if chunksize < 0, std::logic_error if a sized
+  // range's size() was wrong, and what the input range throws. Thread-safe.
   template <class F, std::ranges::input_range In>
   detail::MapResult<detail::result_of_t<F>> map(const F& f, In&& inputs, int chunksize = 0) {
     auto state = submit_map<false>(f, std::forward<In>(inputs),
@@ -151,12 +167,15 @@ class Pool {
     state->wait();
     return state->take();
   }
+  // map without waiting for the tasks: reads and submits the whole input on this
+  // thread, throwing as map does for that, and returns an AsyncResult of the results
+  // (AsyncResult<void> for a void f); task errors come from get(). Thread-safe.
   template <class F, std::ranges::input_range In>
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> map_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
     return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<false>(f, std::forward<In>(inputs), std::move(opts)));
   }
-  // As map, each input a std::tuple of arguments.
+  // As map, each input a std::tuple of arguments. Blocks; thread-safe.
   template <class F, std::ranges::input_range In>
   detail::MapResult<detail::result_of_t<F>> starmap(const F& f, In&& inputs, int chunksize = 0) {
     auto state = submit_map<true>(f, std::forward<In>(inputs),
@@ -164,30 +183,38 @@ class Pool {
     state->wait();
     return state->take();
   }
+  // As map_async, each input a std::tuple of arguments. Thread-safe.
   template <class F, std::ranges::input_range In>
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> starmap_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
     return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<true>(f, std::forward<In>(inputs), std::move(opts)));
   }
 
-  // Results in input order as they become ready; reads `inputs` lazily.
+  // A ResultStream of the results in input order as they become ready; reads `inputs`
+  // lazily, the first window before returning (so it may throw what the range throws),
+  // and does not wait for results. Throws UnknownTaskError, PoolStateError, and
+  // std::invalid_argument if chunksize < 0; task errors come from the stream.
+  // Thread-safe.
   template <class F, std::ranges::input_range In>
   ResultStream<detail::result_of_t<F>> imap(const F& f, In&& inputs, int chunksize = 1) {
     return stream(f, std::forward<In>(inputs), chunksize, true);
   }
-  // Results in completion order; reads `inputs` lazily.
+  // As imap, the results in completion order.
   template <class F, std::ranges::input_range In>
   ResultStream<detail::result_of_t<F>> imap_unordered(const F& f, In&& inputs, int chunksize = 1) {
     return stream(f, std::forward<In>(inputs), chunksize, false);
   }
 
-  // No new work; submitted work still runs.
+  // No new work (later submitting calls throw PoolStateError); submitted work still
+  // runs. Returns at once; may be called more than once, also from a callback.
   void close();
   // No new work; running tasks are stopped at once; unfinished results fail with
-  // PoolStateError.
+  // PoolStateError and their error_callbacks run. Blocks until they have failed (local:
+  // until the worker processes are reaped). Not from a callback.
   void terminate();
-  // Waits for submitted work to finish and the worker processes to exit. Throws
-  // PoolStateError unless close() or terminate() was called first.
+  // Blocks until every submitted task has its outcome and the worker processes have
+  // exited. Throws PoolStateError unless close() or terminate() was called first; a
+  // second join() returns at once. Not from a callback (it would never return).
   void join();
 
  private:

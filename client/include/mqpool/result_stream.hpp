@@ -20,6 +20,8 @@ class ResultStream {
   // Adds the next input's task to the writer; false when the input has ended.
   using Pull = std::function<bool(detail::ChunkWriter&)>;
 
+  // Made by Pool::imap / imap_unordered, not by users: reads and submits the first
+  // window of input, so it throws what they throw.
   ResultStream(std::shared_ptr<detail::PoolCore> core, std::string fn, bool ordered,
                std::uint32_t chunksize, std::uint64_t window, Pull pull)
       : core_(std::move(core)),
@@ -34,6 +36,9 @@ class ResultStream {
   }
   ResultStream(ResultStream&&) noexcept = default;
   ResultStream& operator=(ResultStream&&) noexcept = default;
+  // Stops reading input; does not block or throw. Tasks already sent still run (join()
+  // waits for them) and their results are dropped. The last stream of a destroyed Pool
+  // closes and joins it here, so then this blocks as ~Pool does.
   ~ResultStream() {
     if (core_ && !last_sent_) {
       try {  // stop reading input; outcomes still in flight are dropped on arrival
@@ -43,10 +48,12 @@ class ResultStream {
     }
   }
 
-  // The next result; empty at the end. Throws the task's error at its position (imap)
-  // or when it arrives (imap_unordered), and TimeoutError if nothing comes in time. An
-  // exception from the input range reaches the call that read it; the stream then
-  // yields the results of the inputs read before it, and ends.
+  // The next result, blocking up to `timeout`; empty at the end. Throws the task's error
+  // at its position (imap) or when it arrives (imap_unordered), and TimeoutError if
+  // nothing comes in time; the stream stays usable after either. An exception from the
+  // input range reaches the call that read it; the stream then yields the results of
+  // the inputs read before it, and ends. PoolStateError after terminate(), or after
+  // join() cut the input short (docs/API.md, ResultStream).
   std::optional<detail::Value<R>> next(std::chrono::milliseconds timeout) {
     return next_until(std::chrono::steady_clock::now() + timeout, true);
   }
@@ -69,7 +76,10 @@ class ResultStream {
     ResultStream* s_ = nullptr;
     std::optional<value_type> cur_;
   };
+  // Blocks for the first result (the stream can be walked once); each ++ blocks for the
+  // next, without a time limit. Both throw as next() does, never TimeoutError.
   iterator begin() { return iterator(this); }
+  // std::default_sentinel: the iterator reaches it when the results have ended.
   std::default_sentinel_t end() { return {}; }
 
  private:

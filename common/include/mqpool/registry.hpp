@@ -26,7 +26,10 @@ class Remote;
 template <class R, class... A>
 class Remote<R(A...)> {
  public:
+  // Holds `name` only; nothing is checked here. A name no connected worker knows fails
+  // the task with UnknownTaskError, a wrong signature with SerializationError.
   explicit Remote(std::string name) : name_(std::move(name)) {}
+  // The task's name. Never throws.
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -156,7 +159,12 @@ bool register_task(const char* name) {
 #define MQPOOL_DETAIL_CAT2(a, b) a##b
 #define MQPOOL_DETAIL_CAT(a, b) MQPOOL_DETAIL_CAT2(a, b)
 
-// Registers `fn` under the name `name` (a string literal). Use at namespace scope.
+// Registers `fn` under the name `name` (a string literal). Use at namespace scope, in a
+// .cpp file: it runs during static initialisation. Does not compile unless fn is a
+// non-overloaded free (or static member) function of encodable types. A name registered
+// twice makes the Pool constructor throw std::logic_error (a worker program exits with
+// code 1). What fn throws reaches the caller as TaskError (SerializationError as
+// itself): docs/API.md, Registering tasks and Errors.
 #define MQPOOL_TASK_AS(fn, name)                                                   \
   namespace {                                                                      \
   [[maybe_unused]] const bool MQPOOL_DETAIL_CAT(mqpool_task_registered_, __LINE__) = \
@@ -164,5 +172,6 @@ bool register_task(const char* name) {
   }                                                                                \
   static_assert(true, "")
 
-// Registers `fn` under its own spelling, e.g. MQPOOL_TASK(square) registers "square".
+// Registers `fn` under its own spelling, e.g. MQPOOL_TASK(square) registers "square";
+// otherwise as MQPOOL_TASK_AS.
 #define MQPOOL_TASK(fn) MQPOOL_TASK_AS(fn, #fn)
