@@ -117,28 +117,17 @@ void PoolCore::start_local() {
     // The broker thread serves this pool's session directly: no client socket at all.
     session_ = new_session(false);
     broker_ = std::make_unique<broker::Loop>(ctx_.get(), "", backend, session_.get());
-    broker_thread_ = std::thread([this] { drive_local(); });
+    // Whatever ends the thread early fails every outstanding task with its cause.
+    broker_thread_ = std::thread([this] {
+      session_->drive([this] { broker_->run(); }, ErrorCode::pool_state,
+                      "the pool's broker thread failed");
+    });
   } catch (...) {
     stop_agent(true);  // the destructor will not run: leave no process behind
     ctx_.get().shutdown();
     if (broker_thread_.joinable()) broker_thread_.join();
     throw;
   }
-}
-
-// The local broker thread's one policy: whatever ends it early fails every outstanding
-// task with the cause, and the pool refuses new work; it never ends the process.
-void PoolCore::drive_local() noexcept {
-  std::string cause;
-  try {
-    broker_->run();
-    return;
-  } catch (...) {
-    cause = describe_current_exception("").message;
-  }
-  log().error("pool: the broker thread failed: {}; unfinished tasks fail", cause);
-  session_->break_down(
-      WireError{ErrorCode::pool_state, "", "the pool's broker thread failed: " + cause, "", ""});
 }
 
 PoolCore::~PoolCore() {

@@ -44,7 +44,6 @@ class PoolCore {
 
   std::unique_ptr<Session> new_session(bool cluster) const;
   void start_local();
-  void drive_local() noexcept;
   void dispatch_or_wake();
   void stop_agent(bool kill_now);
 

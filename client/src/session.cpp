@@ -326,6 +326,19 @@ void Session::fail_outstanding(const WireError& e) {
   cv_.notify_all();
 }
 
+void Session::drive(const std::function<void()>& loop, ErrorCode code,
+                    const std::string& failed) noexcept {
+  std::string cause;
+  try {
+    loop();
+    return;
+  } catch (...) {
+    cause = describe_current_exception("").message;
+  }
+  log().error("client: {}: {}; unfinished tasks fail", failed, cause);
+  break_down(WireError{code, "", failed + ": " + cause, "", ""});
+}
+
 void Session::break_down(const WireError& e) {
   fail_outstanding(e);
   std::vector<Op> queued;
@@ -389,7 +402,6 @@ std::uint32_t Session::deliver_chunk(Job& job, const proto::ResultSpec& spec,
     for (std::uint32_t k = 0; k < spec.count; ++k)
       errors.emplace_back(k, WireError{ErrorCode::serialization, "", e.what(), "", ""});
   }
-  fault_point("session.deliver");
   Reader values(values_frame.data(), values_frame.size());
   const std::uint32_t fresh = job.deliver(spec.seq, spec.count, values, errors);
   if (!values.at_end()) log().warn("client: result chunk has trailing bytes; ignored");
@@ -430,7 +442,11 @@ RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
     throw error(std::string("cannot connect: ") + e.what());
   }
   handshake();
-  thread_ = std::thread([this] { drive(); });
+  // Whatever ends the thread early fails every outstanding task with its cause.
+  thread_ = std::thread([this] {
+    session_.drive([this] { run(); }, ErrorCode::connection,
+                   "broker " + options_.endpoint + ": the client's link thread failed");
+  });
 }
 
 RemoteLink::~RemoteLink() {
@@ -479,23 +495,6 @@ void RemoteLink::handshake() {
 }
 
 void RemoteLink::send(proto::Message&& m) { proto::send(sock_, std::move(m), false); }
-
-// The link thread's one policy: whatever ends it early fails every outstanding task
-// with the cause, and the pool refuses new work; it never ends the process.
-void RemoteLink::drive() noexcept {
-  std::string cause;
-  try {
-    run();
-    return;
-  } catch (...) {
-    cause = describe_current_exception("").message;
-  }
-  log().error("client: the link to broker {} failed: {}", options_.endpoint, cause);
-  session_.break_down(WireError{ErrorCode::connection, "",
-                                "broker " + options_.endpoint +
-                                    ": the client's link thread failed: " + cause,
-                                "", ""});
-}
 
 void RemoteLink::run() {
   zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},

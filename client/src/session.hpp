@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -66,6 +67,11 @@ class Session final : public broker::LocalClient {
   void resubmit(std::vector<proto::Message>& out);
   // Fails every task without an outcome with `e`, sending nothing (the broker is gone).
   void fail_outstanding(const WireError& e);
+  // Runs the driver's loop on the calling thread under the one policy for a driver
+  // thread: if `loop` throws, the cause is logged and the session breaks down with an
+  // error of `code` saying "<failed>: <cause>". Never throws, never ends the process.
+  void drive(const std::function<void()>& loop, ErrorCode code,
+             const std::string& failed) noexcept;
   // The driver's thread is ending on a failure: every task without an outcome, queued
   // ones included, fails with `e`, and from now on submit() throws PoolStateError with
   // its message. Called on the driver's thread, as its last act.
@@ -160,7 +166,6 @@ class RemoteLink {
  private:
   using Clock = std::chrono::steady_clock;
   void handshake();
-  void drive() noexcept;
   void run();
   void on_message(proto::Message& m, Clock::time_point now);
   void beat(Clock::time_point now);

@@ -65,17 +65,10 @@ mqpool::Callbacks<T> callbacks_for(const std::shared_ptr<Seen<T>>& seen) {
 template <class R>
 mqpool::MapOptions<R> map_options_for(int chunksize,
                                       const std::shared_ptr<Seen<std::vector<R>>>& seen) {
+  mqpool::Callbacks<std::vector<R>> cb = callbacks_for(seen);
   return {.chunksize = chunksize,
-          .callback =
-              [seen](const std::vector<R>& v) {
-                seen->value = v;
-                ++seen->values;
-              },
-          .error_callback =
-              [seen](const mqpool::Error& e) {
-                seen->error = e.what();
-                ++seen->errors;
-              }};
+          .callback = std::move(cb.callback),
+          .error_callback = std::move(cb.error_callback)};
 }
 
 // Exactly one callback ran: `callback` with the value, or `error_callback` with the error.
