@@ -575,12 +575,17 @@ void BrokerCore::kill_executor(const std::string& id) {
   send_kill(ex);
 }
 
-// KILL{pid} to the executor's agent, if the agent has said hello (else nobody can).
+// KILL{pid} to the executor's agent. An executor may be at work before its agent's
+// AGENT_HELLO arrives (they connect separately, and the agent's first connect may fail
+// while the broker is still binding): the KILL is then owed, and sent on that hello.
 void BrokerCore::send_kill(const Executor& e) {
   auto agent = agents_.find(e.agent);
-  if (agent != agents_.end())
-    outbox_.push_back(
-        {Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
+  if (agent == agents_.end()) {
+    owed_kills_[e.agent].insert(e.pid);
+    return;
+  }
+  outbox_.push_back(
+      {Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
 }
 
 // Forgets every chunk of the client: queued ones leave its queue, running ones have
@@ -610,6 +615,7 @@ void BrokerCore::cancel_client(const std::string& client) {
 
 void BrokerCore::on_tick(TimePoint now) {
   expire_silent(now);
+  reprobe(now);
   if (now >= next_unknown_check_) fail_unknown_tasks(now);
   while (!deadlines_.empty() && deadlines_.top().at <= now) {
     Deadline d = deadlines_.top();
@@ -630,7 +636,7 @@ void BrokerCore::on_tick(TimePoint now) {
 }
 
 TimePoint BrokerCore::next_deadline() const {
-  return std::min({next_sweep_, next_unknown_check_,
+  return std::min({next_sweep_, next_unknown_check_, next_probe(),
                    deadlines_.empty() ? TimePoint::max() : deadlines_.top().at});
 }
 

@@ -51,9 +51,13 @@ class BrokerCore {
   // The client's connection is gone (a message to it could not be routed): its queued
   // chunks are dropped and the executors running its chunks are killed.
   void client_gone(const std::string& peer);
-  // Queues a HEARTBEAT to every remote client, so that the loop learns from the sends
-  // which of them are gone (after the socket reported a disconnect).
-  void probe_clients();
+  // The client socket reported a closed connection, without saying whose: queues a
+  // HEARTBEAT to every remote client now and again kReprobes later, so that the loop
+  // learns from the sends which of them are gone (a send to it cannot be routed).
+  // Again, because ZeroMQ reports the close before the ROUTER has let go of the
+  // connection's pipe: a probe sent in between is accepted and lost (docs/PROTOCOL.md,
+  // "A client's connection closes").
+  void on_disconnect(TimePoint now);
   // Queues a BYE to every remote client and agent: the broker is stopping.
   void shutdown(const std::string& reason);
   // How long a task name that no connected worker knows may wait before its tasks
@@ -181,6 +185,10 @@ class BrokerCore {
   void kill_executor(const std::string& id);
   void send_kill(const Executor& e);
   void expire_silent(TimePoint now);
+  // Queues a HEARTBEAT to every remote client (see on_disconnect).
+  void probe_clients();
+  void reprobe(TimePoint now);
+  TimePoint next_probe() const;
   void seen(const std::string& id, TimePoint now);
   void drop_executor(const std::string& id, bool its_fault, const std::string& reason);
   std::size_t share() const;
@@ -215,6 +223,10 @@ class BrokerCore {
   // Measured time per task (round trip of a TASK / its tasks), by function: deep queues
   // of cheap tasks travel in bundles, expensive or unknown ones one chunk at a time.
   std::unordered_map<std::string, Clock::duration> cost_;
+  // Executors (pids) to kill, by agent, for agents that have not said hello yet.
+  std::unordered_map<std::uint64_t, std::unordered_set<std::uint32_t>> owed_kills_;
+  TimePoint disconnected_at_{};         // the last disconnect the socket reported
+  std::size_t probes_done_ = SIZE_MAX;  // of its later probes (kReprobes); none: all done
   TimePoint next_sweep_ = TimePoint::max();  // when the next silent peer may expire
   std::vector<Outgoing> outbox_;
   Counters counters_;

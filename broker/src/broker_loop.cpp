@@ -172,7 +172,7 @@ bool Loop::serve(bool local_ready) {
   held_.clear();
   if (local_ready && !take_local(true)) return false;
   do {
-    if (drain_disconnects()) core_.probe_clients();
+    if (drain_disconnects()) core_.on_disconnect(Clock::now());
     drain(backend_, false);
     if (frontend_) drain(*frontend_, true);
     core_.on_tick(Clock::now());

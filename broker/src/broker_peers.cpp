@@ -2,6 +2,7 @@
 // alive (heartbeats, expiry), who is on the wrong endpoint, and the status report.
 // Dispatch, results and failures are in broker_core.cpp.
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "broker_core.hpp"
@@ -81,6 +82,34 @@ void BrokerCore::client_gone(const std::string& peer) {
   if (it != clients_.end() && it->second.expiry != Clock::duration::zero()) drop_client(peer);
 }
 
+namespace {
+// After a disconnect, how long after the first probe each later one goes. The ROUTER
+// lets go of a closed connection's pipe microseconds after the report as a rule, later
+// on a loaded host; a client dead longer than the last one unnoticed is found by its
+// heartbeat expiry.
+constexpr std::array<Clock::duration, 3> kReprobes{std::chrono::milliseconds(10),
+                                                   std::chrono::milliseconds(100),
+                                                   std::chrono::seconds(1)};
+}  // namespace
+
+void BrokerCore::on_disconnect(TimePoint now) {
+  probe_clients();
+  disconnected_at_ = now;
+  probes_done_ = 0;
+}
+
+TimePoint BrokerCore::next_probe() const {
+  return probes_done_ < kReprobes.size() ? disconnected_at_ + kReprobes[probes_done_]
+                                         : TimePoint::max();
+}
+
+// The next probe of the schedule that on_disconnect began, when it is due.
+void BrokerCore::reprobe(TimePoint now) {
+  if (now < next_probe()) return;
+  probe_clients();
+  ++probes_done_;
+}
+
 void BrokerCore::probe_clients() {
   for (const auto& [id, c] : clients_)
     if (c.expiry != Clock::duration::zero())
@@ -118,6 +147,9 @@ void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello
   next_sweep_ = std::min(next_sweep_, now + a.expiry);
   for (const std::string& t : h.tasks) unknown_since_.erase(t);
   if (!chunks_.empty()) next_unknown_check_ = std::min(next_unknown_check_, now);
+  if (auto owed = owed_kills_.extract(h.agent))
+    for (std::uint32_t pid : owed.mapped())
+      outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{pid}, peer)});
   outbox_.push_back({Side::worker, proto::make(proto::Cmd::welcome, proto::Welcome{id_, 0}, peer)});
 }
 

@@ -82,6 +82,25 @@ TEST(BrokerClients, ASilentClientIsDroppedWithItsQueuedAndRunningWork) {
   EXPECT_EQ(kills[0].kill_pid, 10u);
 }
 
+// An agent and its executors connect separately: an executor may be at work before its
+// agent's AGENT_HELLO arrives. A KILL for it then waits for that hello instead of being
+// lost (the executor would run the dead client's task to its end).
+TEST(BrokerClients, AKillForAnExecutorWhoseAgentHasNotSaidHelloIsSentOnTheHello) {
+  Harness h;
+  h.ready(1, 10);
+  h.submit_singles("c1", 0, 1);
+  ASSERT_EQ(only(h.take(), Cmd::task).size(), 1u);
+  h.core.client_gone("c1");
+  EXPECT_TRUE(only(h.take(), Cmd::kill).empty()) << "a KILL to an agent the broker does not know";
+  h.hello(1);
+  auto kills = only(h.take(), Cmd::kill);
+  ASSERT_EQ(kills.size(), 1u) << "the owed KILL was not sent on the agent's hello";
+  EXPECT_EQ(kills[0].kill_pid, 10u);
+  EXPECT_EQ(kills[0].peer, proto::agent_id(1));
+  h.hello(1);  // a second hello (after a RESET) owes nothing
+  EXPECT_TRUE(only(h.take(), Cmd::kill).empty());
+}
+
 TEST(BrokerClients, AClientWhoseConnectionIsGoneOrWhoSaysByeIsDroppedAtOnce) {
   for (const bool bye : {false, true}) {
     SCOPED_TRACE(bye ? "bye" : "connection gone");
@@ -115,7 +134,7 @@ TEST(BrokerClients, ProbesGoToRemoteClientsOnlyAndShutdownSaysByeToClientsAndAge
   h.greet("c1");
   h.greet("c2");
   h.hello(1);
-  h.core.probe_clients();
+  h.core.on_disconnect(h.now);
   auto probes = h.take();
   ASSERT_EQ(probes.size(), 2u);
   for (const auto& p : probes) EXPECT_EQ(p.cmd, Cmd::heartbeat);
@@ -126,6 +145,34 @@ TEST(BrokerClients, ProbesGoToRemoteClientsOnlyAndShutdownSaysByeToClientsAndAge
     EXPECT_EQ(b.cmd, Cmd::bye);
     EXPECT_NE(b.peer, "local");
   }
+}
+
+// ZeroMQ reports a closed connection before its ROUTER lets go of the pipe, so a probe
+// sent at once may be accepted for a dead client: the probes go again 10 ms, 100 ms
+// and 1 s after the disconnect, and then stop.
+TEST(BrokerClients, ADisconnectProbesTheClientsNowAndThreeTimesMore) {
+  using std::chrono::milliseconds;
+  Harness h;
+  h.greet("c1", 60000);  // a window far beyond the probes: c1 stays known throughout
+  const TimePoint at = h.now;
+  h.core.on_disconnect(at);
+  EXPECT_EQ(only(h.take(), Cmd::heartbeat).size(), 1u);
+  for (const auto after : {milliseconds(10), milliseconds(100), milliseconds(1000)}) {
+    EXPECT_EQ(h.core.next_deadline(), at + after);
+    h.now = at + after - milliseconds(1);
+    h.tick();
+    EXPECT_TRUE(only(h.take(), Cmd::heartbeat).empty()) << "a probe before its time";
+    h.now = at + after;
+    h.tick();
+    const auto probes = only(h.take(), Cmd::heartbeat);
+    ASSERT_EQ(probes.size(), 1u) << "no probe " << after.count() << " ms after";
+    EXPECT_EQ(probes[0].peer, "c1");
+  }
+  EXPECT_GT(h.core.next_deadline(), at + milliseconds(1000));
+  h.now = at + milliseconds(30000);
+  h.tick();
+  EXPECT_TRUE(only(h.take(), Cmd::heartbeat).empty()) << "the probes went on";
+  EXPECT_EQ(h.core.clients(), 1u);
 }
 
 // Many clients that come and go leave no trace: the broker runs for weeks.
