@@ -572,20 +572,20 @@ void BrokerCore::kill_executor(const std::string& id) {
   Executor& ex = it->second;
   ex.doomed = true;
   unlink(ex);  // no more work for it
-  send_kill(ex);
+  send_kill(ex.agent, ex.pid);
 }
 
 // KILL{pid} to the executor's agent. An executor may be at work before its agent's
 // AGENT_HELLO arrives (they connect separately, and the agent's first connect may fail
 // while the broker is still binding): the KILL is then owed, and sent on that hello.
-void BrokerCore::send_kill(const Executor& e) {
-  auto agent = agents_.find(e.agent);
+void BrokerCore::send_kill(std::uint64_t agent_id, std::uint32_t pid) {
+  auto agent = agents_.find(agent_id);
   if (agent == agents_.end()) {
-    owed_kills_[e.agent].insert(e.pid);
+    owed_kills_[agent_id].insert(pid);
     return;
   }
   outbox_.push_back(
-      {Side::worker, proto::make(proto::Cmd::kill, proto::Kill{e.pid}, agent->second.id)});
+      {Side::worker, proto::make(proto::Cmd::kill, proto::Kill{pid}, agent->second.id)});
 }
 
 // Forgets every chunk of the client: queued ones leave its queue, running ones have

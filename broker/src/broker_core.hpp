@@ -183,7 +183,7 @@ class BrokerCore {
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);
   void kill_executor(const std::string& id);
-  void send_kill(const Executor& e);
+  void send_kill(std::uint64_t agent, std::uint32_t pid);
   void expire_silent(TimePoint now);
   // Queues a HEARTBEAT to every remote client (see on_disconnect).
   void probe_clients();

@@ -148,8 +148,7 @@ void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello
   for (const std::string& t : h.tasks) unknown_since_.erase(t);
   if (!chunks_.empty()) next_unknown_check_ = std::min(next_unknown_check_, now);
   if (auto owed = owed_kills_.extract(h.agent))
-    for (std::uint32_t pid : owed.mapped())
-      outbox_.push_back({Side::worker, proto::make(proto::Cmd::kill, proto::Kill{pid}, peer)});
+    for (std::uint32_t pid : owed.mapped()) send_kill(h.agent, pid);
   outbox_.push_back({Side::worker, proto::make(proto::Cmd::welcome, proto::Welcome{id_, 0}, peer)});
 }
 
@@ -229,7 +228,7 @@ void BrokerCore::expire_silent(TimePoint now) {
         "stopped answering (no heartbeat for " +
         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(e.expiry).count()) +
         " ms)";
-    send_kill(e);
+    send_kill(e.agent, e.pid);
     drop_executor(id, true, reason);
   }
   lost.clear();
