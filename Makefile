@@ -16,14 +16,20 @@ CCACHE := $(shell command -v ccache 2>/dev/null)
 export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 
+# Warnings are errors here, for developers and CI; `make WERROR=OFF` when a newer
+# compiler than Debian 12's warns of something new (a plain cmake build never has -Werror).
+WERROR ?= ON
+
 configure: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DMQPOOL_WERROR=$(WERROR) \
 	  $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=$(CCACHE))
 
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-demo: build
+# Only the library and the example it runs, not the tests.
+demo: configure
+	cmake --build $(BUILD) -j$(JOBS) --target quickstart
 	$(BUILD)/examples/quickstart
 
 test: build

@@ -14,7 +14,7 @@
 //    twice), printed as map_tiny, and a note on stderr says so. Every line's params name
 //    the endpoint ("connect").
 #include "bench.hpp"
-#include "host.hpp"
+#include "common/host.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

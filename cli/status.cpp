@@ -19,8 +19,8 @@
 #include <tuple>
 #include <vector>
 
-#include "duration.hpp"
-#include "endpoint.hpp"
+#include "common/duration.hpp"
+#include "common/endpoint.hpp"
 #include "json.hpp"
 #include "text.hpp"
 

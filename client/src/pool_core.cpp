@@ -11,9 +11,9 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "agent.hpp"
-#include "host.hpp"
-#include "log.hpp"
+#include "worker/agent.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "test_hooks.hpp"
 

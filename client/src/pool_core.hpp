@@ -11,8 +11,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "broker_loop.hpp"
-#include "fork_clean.hpp"
+#include "broker/loop.hpp"
+#include "common/fork_clean.hpp"
 #include "mqpool/options.hpp"
 #include "session.hpp"
 

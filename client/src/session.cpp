@@ -5,9 +5,9 @@
 
 #include <random>
 
-#include "fault.hpp"
-#include "host.hpp"
-#include "log.hpp"
+#include "common/fault.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "test_hooks.hpp"
 

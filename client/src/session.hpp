@@ -19,9 +19,9 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "local_client.hpp"
+#include "broker/local_client.hpp"
 #include "mqpool/detail/job.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::detail {
 

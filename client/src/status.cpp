@@ -9,7 +9,7 @@
 
 #include "mqpool/cluster.hpp"
 #include "mqpool/errors.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool {
 

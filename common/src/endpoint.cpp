@@ -1,4 +1,4 @@
-#include "endpoint.hpp"
+#include "common/endpoint.hpp"
 
 #include <sys/un.h>
 

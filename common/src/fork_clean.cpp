@@ -1,12 +1,12 @@
-#include "fork_clean.hpp"
+#include "common/fork_clean.hpp"
 
 #include <spdlog/details/console_globals.h>
 #include <unistd.h>
 
 #include <mutex>
 
-#include "host.hpp"
-#include "log.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
 
 namespace mqpool::detail {

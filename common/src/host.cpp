@@ -1,4 +1,4 @@
-#include "host.hpp"
+#include "common/host.hpp"
 
 #include <unistd.h>
 

@@ -1,9 +1,9 @@
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 #include <cstdlib>
 #include <cstring>
 
-#include "fault.hpp"
+#include "common/fault.hpp"
 
 namespace mqpool::proto {
 

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <typeinfo>
 
-#include "host.hpp"
+#include "common/host.hpp"
 
 namespace mqpool::detail {
 

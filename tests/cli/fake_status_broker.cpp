@@ -10,7 +10,7 @@
 #include <zmq.hpp>
 
 #include "mqpool/status.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace {
 

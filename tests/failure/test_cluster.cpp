@@ -6,7 +6,7 @@
 #include <zmq.hpp>
 
 #include "common.hpp"
-#include "fault.hpp"
+#include "common/fault.hpp"
 
 namespace ftest {
 namespace {

@@ -71,7 +71,7 @@ TEST(Death, AChunkWithATaskThatDiesOnceStillDeliversEveryResult) {
 }
 
 // max_retries = 2: three counted deaths, then the error. A death inside a TASK bundle of
-// several chunks names no culprit and is not counted (broker_core.cpp, drop_executor), so
+// several chunks names no culprit and is not counted (broker/src/core.cpp, drop_executor), so
 // a task the broker bundled with others may run once more; never fewer than three times.
 void expect_counted_tries(int runs) {
   EXPECT_GE(runs, 3) << "failed before three counted tries";

@@ -2,7 +2,7 @@
 // that thread (std::terminate would SIGABRT the process mid-task, and the broker would
 // charge the death to the task). EINTR is retried; anything else ends the executor as
 // a planned exit, whose work goes back to the broker uncharged. The faults come from
-// the fault point "executor.heartbeat" (common/src/fault.hpp), through a hook set in
+// the fault point "executor.heartbeat" (common/internal/common/fault.hpp), through a hook set in
 // this process before the pool forks, so that the executors inherit it.
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include <zmq.hpp>
 
 #include "common.hpp"
-#include "fault.hpp"
+#include "common/fault.hpp"
 
 namespace ftest {
 namespace {

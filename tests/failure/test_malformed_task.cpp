@@ -6,7 +6,7 @@
 
 #include "common.hpp"
 #include "mqpool/codec.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace ftest {
 namespace {

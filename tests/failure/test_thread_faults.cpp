@@ -2,11 +2,11 @@
 // broker thread or on a cluster pool's link thread fails every outstanding task with its
 // cause, the pool refuses new work, and close()/join() return (the link thread's case
 // and EINTR on a send are in test_cluster.cpp). Without that policy the exception reached std::terminate and took the
-// program down. The faults come from fault points (common/src/fault.hpp).
+// program down. The faults come from fault points (common/internal/common/fault.hpp).
 #include <mqpool/mqpool.hpp>
 
 #include "common.hpp"
-#include "fault.hpp"
+#include "common/fault.hpp"
 
 namespace ftest {
 namespace {

@@ -8,9 +8,9 @@
 #include <stdexcept>
 
 #include "helpers.hpp"
-#include "pool_core.hpp"
+#include "client/src/pool_core.hpp"
 #include "tasks.hpp"
-#include "test_hooks.hpp"
+#include "client/src/test_hooks.hpp"
 
 namespace mqpool::detail {
 struct PoolInternals {

@@ -25,8 +25,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker_core.hpp"
-#include "protocol.hpp"
+#include "broker/core.hpp"
+#include "common/protocol.hpp"
 
 namespace {
 

@@ -11,8 +11,8 @@
 #include <tuple>
 #include <vector>
 
-#include "broker_core.hpp"
-#include "protocol.hpp"
+#include "broker/core.hpp"
+#include "common/protocol.hpp"
 
 namespace unit_broker {
 
@@ -136,7 +136,11 @@ class Harness {
     std::vector<std::pair<std::string, std::string>> outcomes;
     for (const auto& t : task.tasks) {
       ids.push_back(t.chunk);
-      outcomes.emplace_back("", "v" + std::to_string(t.chunk));
+      // Appended, not `"v" + to_string(...)`: GCC 12 at -O3 warns of a false -Wrestrict
+      // in that operator+ (GCC bug 105329).
+      std::string value = "v";
+      value += std::to_string(t.chunk);
+      outcomes.emplace_back("", std::move(value));
     }
     done(task.peer, ids, outcomes);
   }

@@ -13,7 +13,7 @@
 
 #include "mqpool/buffer.hpp"
 #include "mqpool/codec.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace {
 

@@ -6,9 +6,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "duration.hpp"
-#include "endpoint.hpp"
-#include "log.hpp"
+#include "common/duration.hpp"
+#include "common/endpoint.hpp"
+#include "common/log.hpp"
 
 namespace unit_flags {
 

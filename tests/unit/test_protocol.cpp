@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace {
 

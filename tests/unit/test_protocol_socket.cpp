@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <tuple>
 #include <vector>
 
-#include "host.hpp"
+#include "common/host.hpp"
 #include "mqpool/registry.hpp"
 
 namespace unit_registry {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "mqpool/detail/jobs.hpp"
-#include "session.hpp"
+#include "client/src/session.hpp"
 
 namespace {
 

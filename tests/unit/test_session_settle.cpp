@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "mqpool/detail/jobs.hpp"
-#include "session.hpp"
+#include "client/src/session.hpp"
 
 namespace {
 

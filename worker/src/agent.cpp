@@ -1,5 +1,5 @@
 // The agent: a single-threaded forkserver that keeps `processes` executors alive.
-#include "agent.hpp"
+#include "worker/agent.hpp"
 
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -15,11 +15,11 @@
 #include <set>
 #include <zmq.hpp>
 
-#include "fork_clean.hpp"
-#include "host.hpp"
-#include "log.hpp"
+#include "common/fork_clean.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::worker {
 

@@ -11,12 +11,12 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "agent.hpp"
-#include "fault.hpp"
-#include "host.hpp"
-#include "log.hpp"
+#include "worker/agent.hpp"
+#include "common/fault.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::worker {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::broker {
 

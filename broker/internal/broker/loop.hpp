@@ -8,8 +8,8 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "broker_core.hpp"
-#include "local_client.hpp"
+#include "broker/core.hpp"
+#include "broker/local_client.hpp"
 
 namespace mqpool::broker {
 

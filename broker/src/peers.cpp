@@ -1,11 +1,11 @@
 // BrokerCore's peers: who is connected (clients, agents, executors), who is still
 // alive (heartbeats, expiry), who is on the wrong endpoint, and the status report.
-// Dispatch, results and failures are in broker_core.cpp.
+// Dispatch, results and failures are in core.cpp.
 #include <algorithm>
 #include <array>
 #include <cstring>
 
-#include "broker_core.hpp"
+#include "broker/core.hpp"
 
 namespace mqpool::broker {
 

@@ -1,5 +1,5 @@
 // The broker's dispatch logic as a state machine without sockets: messages and the
-// current time go in, messages to send come out. The event loop (broker_loop.cpp)
+// current time go in, messages to send come out. The event loop (loop.cpp)
 // owns the sockets; unit tests drive this class directly with an injected clock.
 // docs/ARCHITECTURE.md tells how a task flows through it; docs/PROTOCOL.md §7 the rules.
 #pragma once
@@ -13,7 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "protocol.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::broker {
 

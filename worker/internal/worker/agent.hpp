@@ -15,7 +15,7 @@ struct AgentOptions {
   std::function<void()> initializer;
   int parent_fd = -1;  // local mode: read end of a pipe the client holds; EOF = client gone
   // TASK messages an executor may hold at once. The broker uses the second only to
-  // prefetch behind work it has measured as short (broker_core.cpp, kPrefetchHorizon).
+  // prefetch behind work it has measured as short (broker/src/core.cpp, kPrefetchHorizon).
   std::uint32_t credit = 2;
   std::uint32_t heartbeat_ms = 1000;  // Paranoid Pirate timing: interval and liveness
   std::uint32_t liveness = 3;

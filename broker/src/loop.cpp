@@ -1,4 +1,4 @@
-#include "broker_loop.hpp"
+#include "broker/loop.hpp"
 
 #include <poll.h>
 
@@ -6,8 +6,8 @@
 #include <climits>
 #include <system_error>
 
-#include "fault.hpp"
-#include "log.hpp"
+#include "common/fault.hpp"
+#include "common/log.hpp"
 
 namespace mqpool::broker {
 

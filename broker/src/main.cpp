@@ -5,9 +5,9 @@
 #include <stdexcept>
 #include <utility>
 
-#include "broker_loop.hpp"
-#include "endpoint.hpp"
-#include "log.hpp"
+#include "broker/loop.hpp"
+#include "common/endpoint.hpp"
+#include "common/log.hpp"
 #include "mqpool/broker.hpp"
 
 namespace mqpool {

@@ -10,11 +10,11 @@
 #include <stdexcept>
 #include <thread>
 
-#include "agent.hpp"
-#include "duration.hpp"
-#include "endpoint.hpp"
-#include "host.hpp"
-#include "log.hpp"
+#include "worker/agent.hpp"
+#include "common/duration.hpp"
+#include "common/endpoint.hpp"
+#include "common/host.hpp"
+#include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
 

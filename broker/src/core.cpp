@@ -1,4 +1,4 @@
-#include "broker_core.hpp"
+#include "broker/core.hpp"
 
 #include <algorithm>
 #include <cstring>
