@@ -1,5 +1,5 @@
-// `mqpool bench`: the workloads of shared/bench/README.md, printed as JSON lines in the
-// format of shared/bench/peers.py. Sizes and warm-up follow peers.py; every workload
+// `mqpool bench`: the benchmark's workloads (docs/PERFORMANCE.md), printed as JSON lines
+// in the format the Python peers print, with their sizes and warm-up; every workload
 // checks its answers and a wrong answer fails the run.
 //
 // Where the workloads run:
@@ -78,7 +78,7 @@ struct LossInput {
   MSGPACK_DEFINE(ms, marker)
 };
 
-double burn_or_die(LossInput in) {
+double burn_or_die(const LossInput& in) {
   const double spun = burn(in.ms);
   if (!in.marker.empty()) {
     const int fd = ::open(in.marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -177,7 +177,7 @@ struct Context {
   Pool& pool;
   std::int64_t procs;
   const Sizes& sizes;
-  std::string_view prefix = "";  // before every workload name printed: "cluster_" or ""
+  std::string_view prefix;       // before every workload name printed: "cluster_" or ""
   Params tags = {};              // after every line's own params: where the pool runs
 };
 
@@ -223,7 +223,7 @@ void run_map_tiny(Context& c) {
   for (std::int64_t i = 0; i < n; ++i) {
     if (out[i] != i * i) throw WrongAnswer("map: wrong square at index " + std::to_string(i));
   }
-  emit(c, "map_tiny", n / dt, "items/s", {{"n", n}, {"procs", c.procs}});
+  emit(c, "map_tiny", static_cast<double>(n) / dt, "items/s", {{"n", n}, {"procs", c.procs}});
 }
 
 void run_apply_async_tiny(Context& c) {
@@ -236,7 +236,7 @@ void run_apply_async_tiny(Context& c) {
   for (std::int64_t i = 0; i < n; ++i) ok &= results[i].get() == i * i;
   const double dt = seconds_since(t0);
   check(ok, "apply_async returned a wrong square");
-  emit(c, "apply_async_tiny", n / dt, "tasks/s", {{"n", n}, {"procs", c.procs}});
+  emit(c, "apply_async_tiny", static_cast<double>(n) / dt, "tasks/s", {{"n", n}, {"procs", c.procs}});
 }
 
 void run_imap_chunk1(Context& c) {
@@ -250,7 +250,7 @@ void run_imap_chunk1(Context& c) {
   }
   const double dt = seconds_since(t0);
   check(ok && i == n, "imap returned wrong, unordered or missing squares");
-  emit(c, "imap_chunk1", n / dt, "items/s", {{"n", n}, {"procs", c.procs}});
+  emit(c, "imap_chunk1", static_cast<double>(n) / dt, "items/s", {{"n", n}, {"procs", c.procs}});
 }
 
 void run_apply_latency(Context& c) {
@@ -449,6 +449,7 @@ std::variant<std::vector<const Workload*>, std::string> select_workloads(
 // cannot start.
 pid_t spawn_self(std::vector<std::string> args, int stdout_fd = -1) {
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
@@ -613,13 +614,13 @@ class Child {
 // instead of waiting forever for a broker or an agent that has died.
 class Watchdog {
  public:
-  Watchdog(Pool& pool, std::vector<int> pidfds) : wake_(::eventfd(0, EFD_CLOEXEC)) {
+  Watchdog(Pool& pool, const std::vector<int>& pidfds) : wake_(::eventfd(0, EFD_CLOEXEC)) {
     if (wake_ < 0) throw std::runtime_error("eventfd: " + std::string(std::strerror(errno)));
     std::vector<pollfd> fds{{wake_, POLLIN, 0}};
     for (const int fd : pidfds) {
       if (fd >= 0) fds.push_back({fd, POLLIN, 0});
     }
-    thread_ = std::thread([this, &pool, fds]() mutable {
+    thread_ = std::thread([&pool, fds]() mutable {
       while (::poll(fds.data(), fds.size(), -1) < 0 && errno == EINTR) {
       }
       if (fds[0].revents == 0) pool.terminate();  // a process ended, not ~Watchdog

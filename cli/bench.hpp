@@ -1,4 +1,4 @@
-// `mqpool bench`: the workloads of shared/bench/README.md, one JSON line each, in the
+// `mqpool bench`: the benchmark's workloads (docs/PERFORMANCE.md), one JSON line each, in the
 // format of peers.py. Every workload checks its answers; a wrong one is a failure.
 // cluster_apply_async_tiny and cluster_map_tiny start their own `mqpool broker` and
 // `mqpool worker` (this executable) on tcp loopback; with --connect they are the plain

@@ -1,6 +1,7 @@
 // The `mqpool` command: CLI11 wiring only. Each subcommand delegates to the library
 // (broker, worker) or to its own file (bench.cpp, status.cpp).
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <exception>
 #include <iostream>
 #include <mqpool/broker.hpp>
@@ -37,6 +38,7 @@ int run_worker(const std::vector<std::string>& args) {
   std::vector<std::string> owned{"mqpool worker"};
   owned.insert(owned.end(), args.begin(), args.end());
   std::vector<char*> argv;
+  argv.reserve(owned.size() + 1);
   for (auto& s : owned) argv.push_back(s.data());
   argv.push_back(nullptr);
   return mqpool::worker_main(static_cast<int>(owned.size()), argv.data());
@@ -51,9 +53,7 @@ void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
                  "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int cli_main(int argc, char** argv) {
   CLI::App app{"mqpool: Python's multiprocessing.Pool for C++, over a ZeroMQ broker", "mqpool"};
   app.set_version_flag("--version", "mqpool " MQPOOL_VERSION, "print the version and exit");
   // One line, whatever went wrong: CLI11's own message adds a second.
@@ -110,4 +110,19 @@ int main(int argc, char** argv) {
   // No subcommand: say what there is, as a usage error.
   std::cerr << app.help();
   return kUsageError;
+}
+
+}  // namespace
+
+// What the subcommands throw is caught in cli_main; this catches the rest (setting up the
+// parser, printing), so that nothing ends the program with std::terminate.
+int main(int argc, char** argv) {
+  try {
+    return cli_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mqpool: %s\n", e.what());
+  } catch (...) {
+    std::fputs("mqpool: unknown error\n", stderr);
+  }
+  return 1;
 }

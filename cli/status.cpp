@@ -79,6 +79,7 @@ std::string row(const std::vector<Column>& cols, const std::vector<std::string>&
 
 std::string header(const std::vector<Column>& cols) {
   std::vector<std::string> titles;
+  titles.reserve(cols.size());
   for (const auto& c : cols) titles.emplace_back(c.title);
   return row(cols, titles);
 }
@@ -208,7 +209,7 @@ int watch(const StatusOptions& o, std::chrono::milliseconds timeout) {
         frame = line + " (retrying)\n";
     }
     if (clear)
-      frame = "\x1b[H\x1b[2J" + frame;  // cursor home, clear the screen
+      frame.insert(0, "\x1b[H\x1b[2J");  // cursor home, clear the screen
     else if (!o.json && !frame.empty())
       frame += '\n';  // a blank line between tables in a log
     std::cout << frame << std::flush;

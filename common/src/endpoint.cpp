@@ -23,7 +23,7 @@ std::string tcp_problem(std::string_view rest, EndpointUse use) {
   const std::string_view host = rest.substr(0, colon);
   const std::string_view port = rest.substr(colon + 1);
   if (host.empty()) return "no host before the port (tcp://HOST:PORT)";
-  if (host.find(':') != std::string_view::npos && !(host.front() == '[' && host.back() == ']'))
+  if (host.find(':') != std::string_view::npos && (host.front() != '[' || host.back() != ']'))
     return "an IPv6 address needs brackets (tcp://[::1]:PORT)";
   if (use == EndpointUse::connect && host == "*")
     return "`*` binds all interfaces; to connect, name the broker's host";

@@ -47,6 +47,7 @@ const std::string* Registry::name_of(const void* address) const {
 
 std::vector<std::string> Registry::names() const {
   std::vector<std::string> out;
+  out.reserve(entries_.size());
   for (const auto& e : entries_) out.push_back(e.name);
   return out;
 }

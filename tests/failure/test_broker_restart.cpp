@@ -1,4 +1,4 @@
-// A broker that restarts (DESIGN.md, heartbeats: "an executor that stops hearing the
+// A broker that restarts (docs/PROTOCOL.md, heartbeats: "an executor that stops hearing the
 // broker registers again") gets its executors back: the agent's executors notice that
 // their heartbeats go unanswered and announce themselves to whichever broker now
 // listens, so a client's next task runs without restarting any worker.

@@ -1,4 +1,4 @@
-// Fork in a threaded program (issue 11, item 6; API.md "Local pools"): a Pool made while
+// Fork in a threaded program (issue 11, item 6; docs/API.md "Local pools"): a Pool made while
 // other threads of the program log with spdlog and allocate still starts workers that
 // run tasks, and those tasks can log with spdlog too. Before the fix, a child forked
 // while another thread held spdlog's console mutex inherited it locked, and the task's

@@ -1,5 +1,5 @@
 // Compiled (not run) by the test integration.UserCodeCompilesWarningFree with the
-// flags a careful user builds with: API.md has users write designated initializers
+// flags a careful user builds with: docs/API.md has users write designated initializers
 // that leave fields to their defaults, and that must not warn.
 #include <chrono>
 #include <mqpool/mqpool.hpp>

@@ -1,4 +1,4 @@
-// A program that registers two functions under one name. API.md: "Registering two
+// A program that registers two functions under one name. docs/API.md: "Registering two
 // functions under one name is an error at start-up with a clear message." Run by
 // test_registry.cpp, which expects a non-zero exit and the name in the output.
 #include <cstdint>

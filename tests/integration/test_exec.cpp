@@ -1,4 +1,4 @@
-// The built-in task "mqpool.exec" that every worker has (API.md, "Worker programs").
+// The built-in task "mqpool.exec" that every worker has (docs/API.md, "Worker programs").
 #include <gtest/gtest.h>
 
 #include <mqpool/mqpool.hpp>

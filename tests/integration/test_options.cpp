@@ -114,7 +114,7 @@ TEST(Options, ExitCodeIsNamedInWorkerLostError) {
 TEST(Options, NegativeValuesAreRejected) {
   EXPECT_THROW({ mqpool::Pool p(mqpool::PoolOptions{.processes = 1, .maxtasksperchild = -1}); },
                std::invalid_argument);
-  // Not in API.md's table, but documented on Pool(PoolOptions) in pool.hpp.
+  // Not in docs/API.md's table, but documented on Pool(PoolOptions) in pool.hpp.
   EXPECT_THROW({ mqpool::Pool p(mqpool::PoolOptions{.processes = 1, .task_timeout = -1ms}); },
                std::invalid_argument);
   EXPECT_THROW({ mqpool::Pool p(mqpool::PoolOptions{.processes = 1, .max_retries = -1}); },

@@ -1,4 +1,4 @@
-// The built-in task "mqpool.exec" (API.md, "Worker programs"): runs a command line and
+// The built-in task "mqpool.exec" (docs/API.md, "Worker programs"): runs a command line and
 // returns its exit code, standard output and standard error. `mqpool run` uses it.
 #include <fcntl.h>
 #include <poll.h>
@@ -52,6 +52,7 @@ std::tuple<int, std::string, std::string> exec_command(std::vector<std::string> 
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("mqpool.exec: pipe: ") + std::strerror(errno));
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
   const pid_t pid = fork();

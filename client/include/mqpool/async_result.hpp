@@ -58,13 +58,13 @@ class ResultState {
   T get() const {
     std::lock_guard lock(mu_);
     if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<T>) return *value_;
+    if constexpr (!std::is_void_v<T>) return value_.value();  // ready: a value or an error
   }
   // Precondition: ready, and no other holder will read the value again. Moves it out.
   T take() {
     std::lock_guard lock(mu_);
     if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<T>) return std::move(*value_);
+    if constexpr (!std::is_void_v<T>) return std::move(value_).value();
   }
 
  private:

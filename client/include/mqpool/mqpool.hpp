@@ -1,4 +1,4 @@
-// mqpool: Python's multiprocessing.Pool in C++, over a ZeroMQ broker. See API.md.
+// mqpool: Python's multiprocessing.Pool in C++, over a ZeroMQ broker. See docs/API.md.
 #pragma once
 
 #include "mqpool/async_result.hpp"

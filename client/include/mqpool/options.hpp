@@ -1,4 +1,4 @@
-// Options for Pool and its calls (API.md: aggregates, fields in this order).
+// Options for Pool and its calls (docs/API.md: aggregates, fields in this order).
 #pragma once
 
 #include <chrono>
@@ -19,7 +19,7 @@ struct PoolOptions {
   std::function<void()> initializer{};  // run once in each local worker process
   std::chrono::milliseconds task_timeout{0};  // per-task limit; 0 = none
   int max_retries = 2;      // dispatches after a worker death before WorkerLostError
-  // Beyond API.md's fields: Paranoid Pirate timing. A worker process silent for
+  // Beyond the fields of Python's Pool: Paranoid Pirate timing. A worker process silent for
   // interval * liveness (stopped, hung, its host gone) is lost; its tasks are retried.
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;

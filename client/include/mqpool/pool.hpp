@@ -1,4 +1,4 @@
-// mqpool::Pool: Python's multiprocessing.Pool over a ZeroMQ broker (API.md).
+// mqpool::Pool: Python's multiprocessing.Pool over a ZeroMQ broker (docs/API.md).
 #pragma once
 
 #include <cstdint>
@@ -100,7 +100,7 @@ class Pool {
   // A local pool's constructor starts processes: it forks a worker agent, which forks the
   // worker processes (and later their replacements). Each is a copy of this program
   // holding only the forking thread. mqpool forks so that its own locks, spdlog's
-  // console loggers and the ZeroMQ contexts of Pools are usable in the workers (API.md,
+  // console loggers and the ZeroMQ contexts of Pools are usable in the workers (docs/API.md,
   // "Local pools"), but a lock of yours that another thread holds at that moment stays
   // held in the workers for ever: a task taking it deadlocks. Make the Pool before you
   // start threads that hold locks across long operations, or accept that risk. A

@@ -64,7 +64,8 @@ class ResultStream {
     using difference_type = std::ptrdiff_t;
     iterator() = default;
     explicit iterator(ResultStream* s) : s_(s) { ++*this; }
-    const value_type& operator*() const { return *cur_; }
+    // As for any iterator, dereferencing the end is undefined: no check on the hot path.
+    const value_type& operator*() const { return *cur_; }  // NOLINT(bugprone-unchecked-optional-access)
     iterator& operator++() {
       cur_ = s_->next_until(std::chrono::steady_clock::time_point::max(), false);
       return *this;

@@ -168,7 +168,7 @@ bool register_task(const char* name) {
 #define MQPOOL_TASK_AS(fn, name)                                                   \
   namespace {                                                                      \
   [[maybe_unused]] const bool MQPOOL_DETAIL_CAT(mqpool_task_registered_, __LINE__) = \
-      ::mqpool::detail::register_task<&fn>(name);                                  \
+      ::mqpool::detail::register_task<&(fn)>(name);                                \
   }                                                                                \
   static_assert(true, "")
 
