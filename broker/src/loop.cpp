@@ -12,7 +12,7 @@
 namespace mqpool::broker {
 
 namespace {
-constexpr int kDrainBatch = 256;  // messages per socket per round, so neither side starves
+constexpr std::size_t kDrainBatch = 256;  // messages per socket per round, so neither side starves
 
 // The loop whose thread this is, if any: a callback on the loop's thread that submits
 // must not try to take the lock its own thread holds.
@@ -58,7 +58,9 @@ void Loop::watch_disconnects(zmq::context_t& ctx) {
   monitor_->connect(addr);
 }
 
-// True if a client connection closed since the last call (its events are consumed).
+// True if a client connection closed since the last call (its events are consumed). Not
+// a proto::Receiver: the monitor's events are ZeroMQ's own frames, not MQP2 messages, and
+// nothing on this inproc PAIR comes from a peer.
 bool Loop::drain_disconnects() {
   bool any = false;
   zmq::message_t frame;
@@ -83,29 +85,18 @@ std::string Loop::frontend_endpoint() const {
 }
 std::string Loop::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
+// The malformed-message policy is proto::Receiver's (common/protocol.hpp); the broker's
+// receivers count into `malformed` and drop any other failure too (Others::drop), since
+// nothing a peer sends may end the broker (std::bad_alloc included).
 void Loop::drain(zmq::socket_t& s, bool from_client) {
-  for (int i = 0; i < kDrainBatch; ++i) {
-    std::optional<proto::Message> m;
-    try {
-      m = proto::recv(s, true, zmq::recv_flags::dontwait);
-      if (!m) return;
-      if (from_client)
-        core_.on_client(std::move(*m), Clock::now());
-      else
-        core_.on_worker(std::move(*m), Clock::now());
-    } catch (const SerializationError& e) {
-      ++core_.mutable_counters().malformed;
-      detail::log().warn("broker: dropped a malformed message from a {}: {}",
-                         from_client ? "client" : "worker", e.what());
-    } catch (const zmq::error_t&) {
-      throw;  // ETERM: the loop ends
-    } catch (const std::exception& e) {
-      // Nothing a peer sends may end the broker (std::bad_alloc included).
-      ++core_.mutable_counters().malformed;
-      detail::log().error("broker: failed to handle a message from a {}: {}",
-                          from_client ? "client" : "worker", e.what());
-    }
-  }
+  if (from_client)
+    from_clients_.drain(
+        s, true, [this](proto::Message& m) { core_.on_client(std::move(m), Clock::now()); },
+        kDrainBatch);
+  else
+    from_workers_.drain(
+        s, true, [this](proto::Message& m) { core_.on_worker(std::move(m), Clock::now()); },
+        kDrainBatch);
 }
 
 // Returns false once the local client has stopped (or, off the loop's thread, when what
