@@ -18,15 +18,6 @@ constexpr std::size_t kDrainBatch = 256;  // messages per socket per round, so n
 // must not try to take the lock its own thread holds.
 thread_local const Loop* t_loop = nullptr;
 
-void configure(zmq::socket_t& s) {
-  s.set(zmq::sockopt::router_mandatory, 1);  // an unroutable reply is an error we see
-  s.set(zmq::sockopt::router_handover, 1);   // a reconnecting peer takes over its id
-  s.set(zmq::sockopt::sndhwm, 0);            // credits bound the worker side; never drop
-  s.set(zmq::sockopt::rcvhwm, 0);
-  s.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-  s.set(zmq::sockopt::linger, 0);
-}
-
 int poll_timeout(TimePoint at) {
   if (at == TimePoint::max()) return -1;
   const auto wait = std::chrono::ceil<std::chrono::milliseconds>(at - Clock::now()).count();
@@ -37,11 +28,11 @@ int poll_timeout(TimePoint at) {
 Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
            LocalClient* local)
     : backend_(ctx, zmq::socket_type::router), local_(local) {
-  configure(backend_);
+  proto::configure_router(backend_);
   backend_.bind(backend);
   if (!frontend.empty()) {
     frontend_.emplace(ctx, zmq::socket_type::router);
-    configure(*frontend_);
+    proto::configure_router(*frontend_);
     frontend_->bind(frontend);
     watch_disconnects(ctx);
   }

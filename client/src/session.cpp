@@ -428,12 +428,7 @@ std::uint64_t random_session() {
 
 RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
     : options_(std::move(options)), sock_(ctx, zmq::socket_type::dealer), session_(session) {
-  sock_.set(zmq::sockopt::sndhwm, 0);
-  sock_.set(zmq::sockopt::rcvhwm, 0);
-  sock_.set(zmq::sockopt::linger, 0);
-  sock_.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-  // A lost broker is looked for again at growing intervals, up to a few seconds.
-  sock_.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  proto::configure_dealer(sock_, proto::Traffic::work, {}, 0);
   hello_ = proto::Hello{random_session(), host_pid(),
                         static_cast<std::uint32_t>(options_.heartbeat.count()), options_.liveness};
   try {

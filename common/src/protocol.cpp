@@ -303,4 +303,25 @@ void Receiver::note(bool error, std::string_view what, std::string_view peer,
     detail::log().warn("{}", line);
 }
 
+void configure_router(zmq::socket_t& s) {
+  s.set(zmq::sockopt::router_mandatory, 1);
+  s.set(zmq::sockopt::router_handover, 1);
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+  s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
+  s.set(zmq::sockopt::linger, 0);
+}
+
+void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
+                      std::optional<int> linger_ms) {
+  if (!routing_id.empty()) s.set(zmq::sockopt::routing_id, routing_id);
+  if (traffic == Traffic::work) {
+    s.set(zmq::sockopt::sndhwm, 0);
+    s.set(zmq::sockopt::rcvhwm, 0);
+    s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
+  }
+  if (linger_ms) s.set(zmq::sockopt::linger, *linger_ms);
+  s.set(zmq::sockopt::reconnect_ivl_max, 5000);  // ms: the back-off's ceiling
+}
+
 }  // namespace mqpool::proto

@@ -306,6 +306,36 @@ TEST_F(ReceiverTest, ItLogsAtMostABurstPerWindowAndCountsEveryOne) {
   EXPECT_EQ(after.back(), "warning other: dropped a malformed message from a dealer: bad");
 }
 
+// --- socket set-up --------------------------------------------------------------------------
+
+TEST(ProtocolSocket, RoutersAndDealersGetTheirOptions) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  proto::configure_router(router);
+  EXPECT_EQ(router.get(zmq::sockopt::sndhwm), 0);
+  EXPECT_EQ(router.get(zmq::sockopt::rcvhwm), 0);
+  EXPECT_EQ(router.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(router.get(zmq::sockopt::linger), 0);
+
+  zmq::socket_t work(ctx, zmq::socket_type::dealer);
+  proto::configure_dealer(work, proto::Traffic::work, std::string("E\0id", 4), std::nullopt);
+  EXPECT_EQ(work.get(zmq::sockopt::routing_id), std::string("E\0id", 4));
+  EXPECT_EQ(work.get(zmq::sockopt::sndhwm), 0);
+  EXPECT_EQ(work.get(zmq::sockopt::rcvhwm), 0);
+  EXPECT_EQ(work.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(work.get(zmq::sockopt::linger), -1);  // ZeroMQ's default: wait until sent
+  EXPECT_EQ(work.get(zmq::sockopt::reconnect_ivl_max), 5000);
+
+  zmq::socket_t control(ctx, zmq::socket_type::dealer);
+  proto::configure_dealer(control, proto::Traffic::control, {}, 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::routing_id), "");
+  EXPECT_EQ(control.get(zmq::sockopt::sndhwm), 1000);  // ZeroMQ's defaults
+  EXPECT_EQ(control.get(zmq::sockopt::rcvhwm), 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::maxmsgsize), -1);
+  EXPECT_EQ(control.get(zmq::sockopt::linger), 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::reconnect_ivl_max), 5000);
+}
+
 TEST(ProtocolSocket, InprocPairWithoutRouting) {
   zmq::context_t ctx;
   zmq::socket_t a(ctx, zmq::socket_type::pair);

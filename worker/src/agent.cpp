@@ -53,9 +53,7 @@ class Agent {
 
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::routing_id, proto::agent_id(id_));
-    sock.set(zmq::sockopt::linger, 1000);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);  // a lost broker: back off to 5 s
+    proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000);
     sock.connect(options_.endpoint);
     sock_ = &sock;
     send(proto::make(proto::Cmd::agent_hello, hello()));

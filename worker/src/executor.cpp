@@ -119,9 +119,7 @@ class Heartbeat {
 
   void beat() {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::routing_id, id_);
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
+    proto::configure_dealer(sock, proto::Traffic::control, id_, 0);
     sock.connect(options_.endpoint);
     Times t{Clock::now(), Clock::now()};
     while (!stop_) {
@@ -349,11 +347,9 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     ctx.set(zmq::ctxopt::thread_sched_policy, SCHED_BATCH);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     const auto pid = static_cast<std::uint32_t>(getpid());
-    sock.set(zmq::sockopt::routing_id, proto::executor_id(agent, pid));
-    sock.set(zmq::sockopt::rcvhwm, 0);
-    sock.set(zmq::sockopt::sndhwm, 0);
-    sock.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
+    // ZeroMQ's default linger: the last DONE is flushed before the context closes.
+    proto::configure_dealer(sock, proto::Traffic::work, proto::executor_id(agent, pid),
+                            std::nullopt);
     sock.connect(options.endpoint);
 
     const std::optional<WireError> init_error = run_initializer(options);

@@ -285,4 +285,19 @@ void Receiver::drain(zmq::socket_t& s, bool routed, Handler&& on_message, std::s
   }
 }
 
+// Every socket of the protocol is set up by one of these (docs/PROTOCOL.md §1), so that
+// the options both ends must agree on are written once.
+//   Traffic::work: carries tasks and outcomes: no high-water mark either way (credits
+//     bound the worker side; nothing is ever dropped), and ZMQ_MAXMSGSIZE kMaxMessageSize.
+//   Traffic::control: hellos, heartbeats, kills: ZeroMQ's defaults for both.
+enum class Traffic { work, control };
+// One of the broker's ROUTERs: work traffic, ROUTER_MANDATORY (an unroutable reply is an
+// error the broker sees), ROUTER_HANDOVER (a reconnecting peer takes over its id), linger 0.
+void configure_router(zmq::socket_t& s);
+// A DEALER that connects to the broker: `traffic`; a lost broker looked for again at
+// growing intervals, up to 5 s; `routing_id` unless empty (the ROUTER then assigns one);
+// linger `linger_ms` unless nullopt (ZeroMQ's default: wait until everything is sent).
+void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
+                      std::optional<int> linger_ms);
+
 }  // namespace mqpool::proto
