@@ -12,20 +12,11 @@
 namespace mqpool::broker {
 
 namespace {
-constexpr int kDrainBatch = 256;  // messages per socket per round, so neither side starves
+constexpr std::size_t kDrainBatch = 256;  // messages per socket per round, so neither side starves
 
 // The loop whose thread this is, if any: a callback on the loop's thread that submits
 // must not try to take the lock its own thread holds.
 thread_local const Loop* t_loop = nullptr;
-
-void configure(zmq::socket_t& s) {
-  s.set(zmq::sockopt::router_mandatory, 1);  // an unroutable reply is an error we see
-  s.set(zmq::sockopt::router_handover, 1);   // a reconnecting peer takes over its id
-  s.set(zmq::sockopt::sndhwm, 0);            // credits bound the worker side; never drop
-  s.set(zmq::sockopt::rcvhwm, 0);
-  s.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-  s.set(zmq::sockopt::linger, 0);
-}
 
 int poll_timeout(TimePoint at) {
   if (at == TimePoint::max()) return -1;
@@ -37,11 +28,11 @@ int poll_timeout(TimePoint at) {
 Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
            LocalClient* local)
     : backend_(ctx, zmq::socket_type::router), local_(local) {
-  configure(backend_);
+  proto::configure_router(backend_);
   backend_.bind(backend);
   if (!frontend.empty()) {
     frontend_.emplace(ctx, zmq::socket_type::router);
-    configure(*frontend_);
+    proto::configure_router(*frontend_);
     frontend_->bind(frontend);
     watch_disconnects(ctx);
   }
@@ -58,7 +49,9 @@ void Loop::watch_disconnects(zmq::context_t& ctx) {
   monitor_->connect(addr);
 }
 
-// True if a client connection closed since the last call (its events are consumed).
+// True if a client connection closed since the last call (its events are consumed). Not
+// a proto::Receiver: the monitor's events are ZeroMQ's own frames, not MQP2 messages, and
+// nothing on this inproc PAIR comes from a peer.
 bool Loop::drain_disconnects() {
   bool any = false;
   zmq::message_t frame;
@@ -83,29 +76,18 @@ std::string Loop::frontend_endpoint() const {
 }
 std::string Loop::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
+// The malformed-message policy is proto::Receiver's (common/protocol.hpp); the broker's
+// receivers count into `malformed` and drop any other failure too (Others::drop), since
+// nothing a peer sends may end the broker (std::bad_alloc included).
 void Loop::drain(zmq::socket_t& s, bool from_client) {
-  for (int i = 0; i < kDrainBatch; ++i) {
-    std::optional<proto::Message> m;
-    try {
-      m = proto::recv(s, true, zmq::recv_flags::dontwait);
-      if (!m) return;
-      if (from_client)
-        core_.on_client(std::move(*m), Clock::now());
-      else
-        core_.on_worker(std::move(*m), Clock::now());
-    } catch (const SerializationError& e) {
-      ++core_.mutable_counters().malformed;
-      detail::log().warn("broker: dropped a malformed message from a {}: {}",
-                         from_client ? "client" : "worker", e.what());
-    } catch (const zmq::error_t&) {
-      throw;  // ETERM: the loop ends
-    } catch (const std::exception& e) {
-      // Nothing a peer sends may end the broker (std::bad_alloc included).
-      ++core_.mutable_counters().malformed;
-      detail::log().error("broker: failed to handle a message from a {}: {}",
-                          from_client ? "client" : "worker", e.what());
-    }
-  }
+  if (from_client)
+    from_clients_.drain(
+        s, true, [this](proto::Message& m) { core_.on_client(std::move(m), Clock::now()); },
+        kDrainBatch);
+  else
+    from_workers_.drain(
+        s, true, [this](proto::Message& m) { core_.on_worker(std::move(m), Clock::now()); },
+        kDrainBatch);
 }
 
 // Returns false once the local client has stopped (or, off the loop's thread, when what

@@ -15,7 +15,7 @@ namespace mqpool::detail {
 
 namespace {
 constexpr std::size_t kChunksPerSubmit = 4096;  // one SUBMIT message carries at most this
-constexpr int kDrainBatch = 256;
+constexpr std::size_t kDrainBatch = 256;
 
 // Single tasks waiting together (apply_async in a loop) travel as one chunk, marked
 // `coalesced`: one record, one frame and one outcome frame per batch in the broker and
@@ -428,12 +428,7 @@ std::uint64_t random_session() {
 
 RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
     : options_(std::move(options)), sock_(ctx, zmq::socket_type::dealer), session_(session) {
-  sock_.set(zmq::sockopt::sndhwm, 0);
-  sock_.set(zmq::sockopt::rcvhwm, 0);
-  sock_.set(zmq::sockopt::linger, 0);
-  sock_.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-  // A lost broker is looked for again at growing intervals, up to a few seconds.
-  sock_.set(zmq::sockopt::reconnect_ivl_max, 5000);
+  proto::configure_dealer(sock_, proto::Traffic::work, {}, 0);
   hello_ = proto::Hello{random_session(), host_pid(),
                         static_cast<std::uint32_t>(options_.heartbeat.count()), options_.liveness};
   try {
@@ -477,11 +472,15 @@ void RemoteLink::handshake() {
     if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0)
       throw ConnectionError("no broker answered at " + options_.endpoint + " within " +
                             std::to_string(options_.connect_timeout.count()) + " ms");
+    // Its own recv, not receiver_.drain(): one message per wait, and a WELCOME or
+    // REFUSED whose header does not decode fails the connect (SerializationError) rather
+    // than being dropped. A malformed envelope is dropped by the one policy all the same.
     std::optional<proto::Message> m;
     try {
       m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
-    } catch (const SerializationError&) {
-      continue;  // not for us; keep waiting
+    } catch (const SerializationError& e) {
+      receiver_.drop({}, e.what());
+      continue;
     }
     if (!m) continue;
     if (m->cmd == proto::Cmd::refused) throw error(proto::decode<proto::Bye>(*m).reason);
@@ -522,17 +521,9 @@ void RemoteLink::run() {
       out.clear();
       if (expired_) session_.fail_outstanding(gone());
     }
-    if (items[0].revents & ZMQ_POLLIN) {
-      for (int i = 0; i < kDrainBatch; ++i) {
-        try {
-          std::optional<proto::Message> m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
-          if (!m) break;
-          on_message(*m, Clock::now());
-        } catch (const SerializationError& e) {
-          log().warn("client: dropped a malformed message from the broker: {}", e.what());
-        }
-      }
-    }
+    if (items[0].revents & ZMQ_POLLIN)
+      receiver_.drain(
+          sock_, false, [this](proto::Message& m) { on_message(m, Clock::now()); }, kDrainBatch);
     beat(Clock::now());
   }
 }

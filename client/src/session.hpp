@@ -176,6 +176,8 @@ class RemoteLink {
 
   Options options_;
   zmq::socket_t sock_;
+  // The malformed-message policy for sock_ (common/protocol.hpp).
+  proto::Receiver receiver_{"client", "the broker"};
   Session& session_;
   proto::Hello hello_;
   bool welcomed_ = false;  // the broker knows this client now

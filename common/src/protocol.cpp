@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/fault.hpp"
+#include "common/log.hpp"
 
 namespace mqpool::proto {
 
@@ -191,13 +192,16 @@ bool send(zmq::socket_t& s, Message&& m, bool routed) {
   return true;
 }
 
-std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags) {
+namespace {
+// Reads every part of one message into `m` (the peer too, malformed or not); false when
+// nothing is waiting. Returns in `why` what is wrong with the envelope, or nothing.
+bool read(zmq::socket_t& s, bool routed, zmq::recv_flags flags, Message& m, std::string_view& why) {
+  static const std::string not_ours = "not an " + std::string(kTag) + " message";
   zmq::message_t first;
-  if (!s.recv(first, flags)) return std::nullopt;
+  if (!s.recv(first, flags)) return false;
   // Every part is read before any check, so that a malformed message is consumed whole.
   // The payload frames go straight into the message: a DONE or RESULT carries two per
   // chunk, up to 128 and more.
-  Message m;
   zmq::message_t envelope[4];  // routing id, tag, command, header (as many as there are)
   const std::size_t base = routed ? 1 : 0;
   std::size_t n = 0;
@@ -212,14 +216,112 @@ std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags
     (void)s.recv(m.frames.emplace_back());
     more = m.frames.back().more();
   }
-  if (n < base + 3 || envelope[base].to_string_view() != kTag)
-    throw SerializationError("not an " + std::string(kTag) + " message");
-  if (envelope[base + 1].size() != 1 || !known(*envelope[base + 1].data<std::uint8_t>()))
-    throw SerializationError("unknown command");
   if (routed) m.peer = envelope[0].to_string();
-  m.cmd = static_cast<Cmd>(*envelope[base + 1].data<std::uint8_t>());
-  m.header = std::move(envelope[base + 2]);
+  if (n < base + 3 || envelope[base].to_string_view() != kTag) {
+    why = not_ours;
+  } else if (envelope[base + 1].size() != 1 || !known(*envelope[base + 1].data<std::uint8_t>())) {
+    why = "unknown command";
+  } else {
+    why = {};
+    m.cmd = static_cast<Cmd>(*envelope[base + 1].data<std::uint8_t>());
+    m.header = std::move(envelope[base + 2]);
+  }
+  return true;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (const unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags) {
+  Message m;
+  std::string_view why;
+  if (!read(s, routed, flags, m, why)) return std::nullopt;
+  if (!why.empty()) throw SerializationError(std::string(why));
   return m;
+}
+
+Receiver::Receiver(std::string who, std::string from, std::uint64_t* counter, Others others)
+    : who_(std::move(who)), from_(std::move(from)), counter_(counter), others_(others) {}
+
+Receiver::Got Receiver::take(zmq::socket_t& s, bool routed, Message& m) {
+  std::string_view why;
+  try {
+    if (!read(s, routed, zmq::recv_flags::dontwait, m, why)) return Got::nothing;
+  } catch (const zmq::error_t&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (others_ == Others::propagate) throw;
+    fail(m.peer, e.what());
+    return Got::dropped;
+  }
+  if (why.empty()) return Got::message;
+  drop(m.peer, why);
+  return Got::dropped;
+}
+
+void Receiver::drop(std::string_view peer, std::string_view reason) {
+  if (counter_ != nullptr) ++*counter_;
+  note(false, "dropped a malformed message from", peer, reason);
+}
+
+void Receiver::fail(std::string_view peer, std::string_view what) {
+  if (counter_ != nullptr) ++*counter_;
+  note(true, "failed to handle a message from", peer, what);
+}
+
+// The rate limit: at most kLogBurst lines in a window of kLogWindow, which begins with
+// the first line logged after the last window ended.
+void Receiver::note(bool error, std::string_view what, std::string_view peer,
+                    std::string_view reason) {
+  const auto now = std::chrono::steady_clock::now();
+  if (lines_ > 0 && now - window_ >= kLogWindow) lines_ = 0;
+  if (lines_ == kLogBurst) {
+    ++unlogged_;
+    return;
+  }
+  if (lines_++ == 0) window_ = now;
+  std::string line = who_ + ": " + std::string(what) + " " + from_;
+  if (!peer.empty()) line += " (id " + hex(peer) + ")";
+  line += ": " + std::string(reason);
+  if (unlogged_ > 0) line += " (" + std::to_string(unlogged_) + " more not logged before this)";
+  unlogged_ = 0;
+  if (lines_ == kLogBurst)
+    line += " (the next are counted, not logged, for up to " + std::to_string(kLogWindow.count()) +
+            " s)";
+  if (error)
+    detail::log().error("{}", line);
+  else
+    detail::log().warn("{}", line);
+}
+
+void configure_router(zmq::socket_t& s) {
+  s.set(zmq::sockopt::router_mandatory, 1);
+  s.set(zmq::sockopt::router_handover, 1);
+  s.set(zmq::sockopt::sndhwm, 0);
+  s.set(zmq::sockopt::rcvhwm, 0);
+  s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
+  s.set(zmq::sockopt::linger, 0);
+}
+
+void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
+                      std::optional<int> linger_ms) {
+  if (!routing_id.empty()) s.set(zmq::sockopt::routing_id, routing_id);
+  if (traffic == Traffic::work) {
+    s.set(zmq::sockopt::sndhwm, 0);
+    s.set(zmq::sockopt::rcvhwm, 0);
+    s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
+  }
+  if (linger_ms) s.set(zmq::sockopt::linger, *linger_ms);
+  s.set(zmq::sockopt::reconnect_ivl_max, 5000);  // ms: the back-off's ceiling
 }
 
 }  // namespace mqpool::proto

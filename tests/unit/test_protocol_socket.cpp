@@ -2,12 +2,18 @@
 // port read back, never fixed) with a DEALER, and an inproc PAIR. Every receive waits
 // with a deadline (poll first, and ZMQ_RCVTIMEO as a backstop), so a bug fails, not hangs.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/log.hpp"
 #include "common/protocol.hpp"
 
 namespace {
@@ -152,6 +158,182 @@ TEST_F(RouterDealer, MalformedEnvelopeOnTheDealerSideThrowsToo) {
   expect_good(recv_within(dealer, false), 7, "");
   EXPECT_THROW(recv_within(dealer, false), SerializationError);
   EXPECT_FALSE(proto::recv(dealer, false, zmq::recv_flags::dontwait).has_value());
+}
+
+// --- proto::Receiver: the one malformed-message policy ----------------------------------------
+
+// The library's log lines (message text only) while it lives, at warn level and above.
+struct LogCapture {
+  std::ostringstream out;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  spdlog::level::level_enum level = mqpool::detail::log().level();
+
+  LogCapture() {
+    sink->set_pattern("%l %v");
+    mqpool::detail::log().sinks().push_back(sink);
+    mqpool::detail::log().set_level(spdlog::level::warn);
+  }
+  ~LogCapture() {
+    auto& sinks = mqpool::detail::log().sinks();
+    sinks.erase(std::find(sinks.begin(), sinks.end(), sink));
+    mqpool::detail::log().set_level(level);
+  }
+  std::vector<std::string> lines() {
+    mqpool::detail::log().flush();
+    std::vector<std::string> v;
+    std::istringstream in(out.str());
+    for (std::string line; std::getline(in, line);) v.push_back(line);
+    return v;
+  }
+};
+
+std::string hex(const std::string& bytes) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += "0123456789abcdef"[c >> 4];
+    out += "0123456789abcdef"[c & 0xf];
+  }
+  return out;
+}
+
+struct ReceiverTest : RouterDealer {
+  std::uint64_t dropped = 0;
+  proto::Receiver receiver{"test", "a dealer", &dropped};
+  std::vector<std::uint32_t> pids;  // of the good messages handled, in order
+
+  // Drains (in rounds of `limit`) until `n` messages were handled or dropped.
+  void drain_until(std::size_t n, std::size_t limit = proto::Receiver::kNoLimit) {
+    const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+    while (pids.size() + dropped < n) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "messages missing";
+      zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      receiver.drain(
+          router, true,
+          [this](proto::Message& m) {
+            EXPECT_EQ(m.peer, dealer_id);
+            pids.push_back(proto::decode<proto::Ready>(m).pid);
+          },
+          limit);
+    }
+  }
+};
+
+TEST_F(ReceiverTest, AMalformedMessageIsDroppedCountedLoggedAndTheNextGoodOneHandled) {
+  LogCapture log;
+  const std::string header = bytes(proto::encode(proto::Ready{1, 1, "h", 1, 0}));
+  send_raw(dealer, {"MQP1", "\x10", header, "extra"});
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  send_raw(dealer, {"MQP2", "\x7f", header});
+  // A well-formed envelope whose header is no Ready: the handler's SerializationError.
+  ASSERT_TRUE(proto::send(dealer, proto::make(Cmd::ready, std::string("not a Ready")), false));
+  ASSERT_TRUE(proto::send(dealer, good(2), false));
+  drain_until(5);
+  EXPECT_EQ(pids, (std::vector<std::uint32_t>{1, 2}));
+  EXPECT_EQ(dropped, 3u);
+  const std::vector<std::string> lines = log.lines();
+  ASSERT_EQ(lines.size(), 3u);
+  const std::string from =
+      "warning test: dropped a malformed message from a dealer (id " + hex(dealer_id) + "): ";
+  EXPECT_EQ(lines[0], from + "not an MQP2 message");
+  EXPECT_EQ(lines[1], from + "unknown command");
+  EXPECT_EQ(lines[2], from + "cannot decode a msgpack string as mqpool::proto::Ready");
+}
+
+TEST_F(ReceiverTest, ADrainTakesAtMostItsLimitMalformedOnesIncluded) {
+  send_raw(dealer, {"junk"});
+  for (std::uint32_t pid = 1; pid <= 4; ++pid) ASSERT_TRUE(proto::send(dealer, good(pid), false));
+  zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+  ASSERT_EQ(zmq::poll(&item, 1, kDeadline), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // all five arrive
+  receiver.drain(
+      router, true,
+      [this](proto::Message& m) { pids.push_back(proto::decode<proto::Ready>(m).pid); }, 2);
+  EXPECT_EQ(dropped, 1u);
+  EXPECT_EQ(pids, std::vector<std::uint32_t>{1});
+  drain_until(5, 2);
+  EXPECT_EQ(pids, (std::vector<std::uint32_t>{1, 2, 3, 4}));
+}
+
+TEST_F(ReceiverTest, OtherFailuresPropagateUnlessTheReceiverDropsThem) {
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  ASSERT_TRUE(proto::send(dealer, good(2), false));
+  ASSERT_TRUE(proto::send(dealer, good(3), false));
+  auto fail_on_1 = [this](proto::Message& m) {
+    const std::uint32_t pid = proto::decode<proto::Ready>(m).pid;
+    if (pid == 1) throw std::runtime_error("handler failed");
+    pids.push_back(pid);
+  };
+  zmq::pollitem_t item{router.handle(), 0, ZMQ_POLLIN, 0};
+  ASSERT_EQ(zmq::poll(&item, 1, kDeadline), 1);
+  EXPECT_THROW(receiver.drain(router, true, fail_on_1), std::runtime_error);
+  EXPECT_EQ(dropped, 0u);
+
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  LogCapture log;
+  proto::Receiver dropping{"test", "a dealer", &dropped, proto::Receiver::Others::drop};
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  while (pids.size() + dropped < 3 && std::chrono::steady_clock::now() < deadline) {
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    dropping.drain(router, true, fail_on_1);
+  }
+  EXPECT_EQ(pids, (std::vector<std::uint32_t>{2, 3}));
+  EXPECT_EQ(dropped, 1u);
+  const std::vector<std::string> lines = log.lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0], "error test: failed to handle a message from a dealer (id " + hex(dealer_id) +
+                          "): handler failed");
+}
+
+TEST_F(ReceiverTest, ItLogsAtMostABurstPerWindowAndCountsEveryOne) {
+  LogCapture log;
+  const std::size_t n = 3 * proto::Receiver::kLogBurst;
+  for (std::size_t i = 0; i < n; ++i) send_raw(dealer, {"junk"});
+  ASSERT_TRUE(proto::send(dealer, good(1), false));
+  drain_until(n + 1);
+  EXPECT_EQ(dropped, n);
+  EXPECT_EQ(pids, std::vector<std::uint32_t>{1});
+  const std::vector<std::string> lines = log.lines();
+  ASSERT_EQ(lines.size(), proto::Receiver::kLogBurst);
+  EXPECT_NE(lines.back().find("the next are counted, not logged"), std::string::npos)
+      << lines.back();
+  // A receiver of its own logs again (the limit is each receiver's).
+  proto::Receiver other{"other", "a dealer"};
+  other.drop("", "bad");
+  const std::vector<std::string> after = log.lines();
+  ASSERT_EQ(after.size(), proto::Receiver::kLogBurst + 1);
+  EXPECT_EQ(after.back(), "warning other: dropped a malformed message from a dealer: bad");
+}
+
+// --- socket set-up --------------------------------------------------------------------------
+
+TEST(ProtocolSocket, RoutersAndDealersGetTheirOptions) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  proto::configure_router(router);
+  EXPECT_EQ(router.get(zmq::sockopt::sndhwm), 0);
+  EXPECT_EQ(router.get(zmq::sockopt::rcvhwm), 0);
+  EXPECT_EQ(router.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(router.get(zmq::sockopt::linger), 0);
+
+  zmq::socket_t work(ctx, zmq::socket_type::dealer);
+  proto::configure_dealer(work, proto::Traffic::work, std::string("E\0id", 4), std::nullopt);
+  EXPECT_EQ(work.get(zmq::sockopt::routing_id), std::string("E\0id", 4));
+  EXPECT_EQ(work.get(zmq::sockopt::sndhwm), 0);
+  EXPECT_EQ(work.get(zmq::sockopt::rcvhwm), 0);
+  EXPECT_EQ(work.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(work.get(zmq::sockopt::linger), -1);  // ZeroMQ's default: wait until sent
+  EXPECT_EQ(work.get(zmq::sockopt::reconnect_ivl_max), 5000);
+
+  zmq::socket_t control(ctx, zmq::socket_type::dealer);
+  proto::configure_dealer(control, proto::Traffic::control, {}, 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::routing_id), "");
+  EXPECT_EQ(control.get(zmq::sockopt::sndhwm), 1000);  // ZeroMQ's defaults
+  EXPECT_EQ(control.get(zmq::sockopt::rcvhwm), 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::maxmsgsize), -1);
+  EXPECT_EQ(control.get(zmq::sockopt::linger), 1000);
+  EXPECT_EQ(control.get(zmq::sockopt::reconnect_ivl_max), 5000);
 }
 
 TEST(ProtocolSocket, InprocPairWithoutRouting) {

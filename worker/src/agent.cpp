@@ -53,9 +53,7 @@ class Agent {
 
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::routing_id, proto::agent_id(id_));
-    sock.set(zmq::sockopt::linger, 1000);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);  // a lost broker: back off to 5 s
+    proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000);
     sock.connect(options_.endpoint);
     sock_ = &sock;
     send(proto::make(proto::Cmd::agent_hello, hello()));
@@ -138,18 +136,12 @@ class Agent {
       send(proto::make(proto::Cmd::agent_hello, hello()));
   }
 
+  // Everything waiting; the malformed-message policy is receiver_'s (common/protocol.hpp).
   void on_broker() {
-    while (true) {
-      std::optional<proto::Message> m;
-      try {
-        m = proto::recv(*sock_, false, zmq::recv_flags::dontwait);
-        if (!m) return;
-        last_heard_ = Clock::now();
-        handle(*m);
-      } catch (const SerializationError& e) {
-        detail::log().warn("agent: dropped a malformed message: {}", e.what());
-      }
-    }
+    receiver_.drain(*sock_, false, [this](proto::Message& m) {
+      last_heard_ = Clock::now();
+      handle(m);
+    });
   }
 
   void handle(proto::Message& m) {
@@ -249,6 +241,7 @@ class Agent {
   const AgentOptions& options_;
   const std::uint64_t id_;
   zmq::socket_t* sock_ = nullptr;
+  proto::Receiver receiver_{"agent", "the broker"};
   std::set<pid_t> children_;
   bool stopping_ = false;
   bool draining_ = false;

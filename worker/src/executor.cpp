@@ -119,9 +119,7 @@ class Heartbeat {
 
   void beat() {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::routing_id, id_);
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
+    proto::configure_dealer(sock, proto::Traffic::control, id_, 0);
     sock.connect(options_.endpoint);
     Times t{Clock::now(), Clock::now()};
     while (!stop_) {
@@ -150,20 +148,13 @@ class Heartbeat {
     zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1,
               std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(100)));
-    while (true) {
-      std::optional<proto::Message> m;
-      try {
-        m = proto::recv(sock, false, zmq::recv_flags::dontwait);
-      } catch (const SerializationError&) {
-        continue;  // consumed; not an echo
-      }
-      if (!m) break;
-      if (m->cmd == proto::Cmd::reset) {
+    // A malformed message is no echo: receiver_ drops it (common/protocol.hpp).
+    receiver_.drain(sock, false, [this, &t](const proto::Message& m) {
+      if (m.cmd == proto::Cmd::reset)
         lost_ = true;  // the broker does not know this executor (restarted, or expired it)
-        continue;
-      }
-      t.last_echo = Clock::now();
-    }
+      else
+        t.last_echo = Clock::now();
+    });
   }
 
   // Ends the executor at once, as a planned exit (kPlannedExit, as maxtasksperchild):
@@ -190,6 +181,7 @@ class Heartbeat {
   std::string id_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> lost_{false};
+  proto::Receiver receiver_{"executor", "the broker on the heartbeat socket"};  // thread_'s
   std::thread thread_;
 };
 
@@ -294,13 +286,18 @@ int serve(zmq::socket_t& sock, Heartbeat& heartbeat, const proto::Ready& ready,
           const AgentOptions& options, const std::optional<WireError>& init_error) {
   const std::size_t max = static_cast<std::size_t>(std::max(options.maxtasksperchild, 0));
   std::size_t chunks_done = 0;
+  proto::Receiver receiver("executor", "the broker");
   while ((max == 0 || chunks_done < max) && g_leave == 0) {
     if (heartbeat.lost()) proto::send(sock, proto::make(proto::Cmd::ready, ready), false);
+    // Its own blocking recv, not Receiver::drain(): it waits (ZMQ_RCVTIMEO: at least once
+    // per heartbeat interval, for heartbeat.lost()) and takes one TASK at a time, and a
+    // TASK whose header does not decode ends the loop (below). A malformed envelope is
+    // dropped by the one policy (common/protocol.hpp).
     std::optional<proto::Message> m;
     try {
       m = proto::recv(sock, false, zmq::recv_flags::none);
     } catch (const SerializationError& e) {
-      detail::log().warn("executor: dropped a malformed message: {}", e.what());
+      receiver.drop({}, e.what());
       continue;
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // SIGTERM: the loop's condition says leave
@@ -350,11 +347,9 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     ctx.set(zmq::ctxopt::thread_sched_policy, SCHED_BATCH);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     const auto pid = static_cast<std::uint32_t>(getpid());
-    sock.set(zmq::sockopt::routing_id, proto::executor_id(agent, pid));
-    sock.set(zmq::sockopt::rcvhwm, 0);
-    sock.set(zmq::sockopt::sndhwm, 0);
-    sock.set(zmq::sockopt::maxmsgsize, proto::kMaxMessageSize);
-    sock.set(zmq::sockopt::reconnect_ivl_max, 5000);
+    // ZeroMQ's default linger: the last DONE is flushed before the context closes.
+    proto::configure_dealer(sock, proto::Traffic::work, proto::executor_id(agent, pid),
+                            std::nullopt);
     sock.connect(options.endpoint);
 
     const std::optional<WireError> init_error = run_initializer(options);

@@ -44,6 +44,63 @@ void load_library(const std::string& lib) {
     throw std::invalid_argument("--load " + lib + ": cannot load it: " + dlerror());
 }
 
+// The flags as given, before they are checked.
+struct Flags {
+  worker::AgentOptions options;
+  std::vector<std::string> libs;
+  std::string level;
+  std::string grace = "10s";
+  std::string heartbeat = "1s";
+  int liveness = 3;
+};
+
+void add_flags(CLI::App& app, Flags& f) {
+  worker::AgentOptions& o = f.options;
+  app.add_option("--connect", o.endpoint, "the broker's worker endpoint, e.g. tcp://HOST:5556")
+      ->required();
+  app.add_option("--processes", o.processes, "executor processes [one per core]")
+      ->capture_default_str();
+  app.add_option("--load", f.libs, "a shared library of MQPOOL_TASK functions (repeatable)");
+  app.add_option("--maxtasksperchild", o.maxtasksperchild,
+                 "replace an executor after this many chunks (0 = never)")
+      ->capture_default_str();
+  app.add_option("--grace", f.grace,
+                 "on SIGTERM, time running tasks get before they are handed back (500ms, 2m)")
+      ->capture_default_str();
+  app.add_option("--heartbeat", f.heartbeat,
+                 "heartbeat interval of the agent and its executors (250ms, 2s)")
+      ->capture_default_str();
+  app.add_option("--liveness", f.liveness,
+                 "heartbeats missed before the broker declares an executor lost")
+      ->capture_default_str();
+  app.add_option("--log-level", f.level,
+                 "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+}
+
+// Checks the flags and completes f.options from them, sets the log level, loads the
+// libraries and validates the registry. Throws std::invalid_argument (or what a check
+// throws) with the message to print.
+void apply_flags(Flags& f) {
+  worker::AgentOptions& o = f.options;
+  detail::check_endpoint("--connect", o.endpoint, detail::EndpointUse::connect);
+  if (o.processes < 1)
+    throw std::invalid_argument("--processes must be at least 1, got " +
+                                std::to_string(o.processes));
+  if (o.maxtasksperchild < 0)
+    throw std::invalid_argument("--maxtasksperchild must be 0 (never) or more, got " +
+                                std::to_string(o.maxtasksperchild));
+  o.grace = detail::parse_duration_option("--grace", f.grace);
+  o.heartbeat_ms =
+      static_cast<std::uint32_t>(detail::parse_duration_option("--heartbeat", f.heartbeat).count());
+  if (o.heartbeat_ms == 0) throw std::invalid_argument("--heartbeat must be at least 1ms");
+  if (f.liveness < 1)
+    throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(f.liveness));
+  o.liveness = static_cast<std::uint32_t>(f.liveness);
+  detail::configure_log_level(f.level);
+  for (const auto& lib : f.libs) load_library(lib);
+  detail::Registry::instance().validate();
+}
+
 }  // namespace
 
 int worker_main(int argc, char** argv) {
@@ -52,32 +109,9 @@ int worker_main(int argc, char** argv) {
   app.failure_message([program](const CLI::App*, const CLI::Error& e) {
     return program + ": " + e.what() + " (see " + program + " --help)\n";
   });
-  worker::AgentOptions o;
-  o.processes = detail::default_processes();
-  std::vector<std::string> libs;
-  std::string level;
-  std::string grace = "10s";
-  std::string heartbeat = "1s";
-  int liveness = 3;
-  app.add_option("--connect", o.endpoint, "the broker's worker endpoint, e.g. tcp://HOST:5556")
-      ->required();
-  app.add_option("--processes", o.processes, "executor processes [one per core]")
-      ->capture_default_str();
-  app.add_option("--load", libs, "a shared library of MQPOOL_TASK functions (repeatable)");
-  app.add_option("--maxtasksperchild", o.maxtasksperchild,
-                 "replace an executor after this many chunks (0 = never)")
-      ->capture_default_str();
-  app.add_option("--grace", grace,
-                 "on SIGTERM, time running tasks get before they are handed back (500ms, 2m)")
-      ->capture_default_str();
-  app.add_option("--heartbeat", heartbeat,
-                 "heartbeat interval of the agent and its executors (250ms, 2s)")
-      ->capture_default_str();
-  app.add_option("--liveness", liveness,
-                 "heartbeats missed before the broker declares an executor lost")
-      ->capture_default_str();
-  app.add_option("--log-level", level,
-                 "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+  Flags flags;
+  flags.options.processes = detail::default_processes();
+  add_flags(app, flags);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,28 +119,12 @@ int worker_main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;  // --help succeeds; anything else is a usage error
   }
   try {
-    detail::check_endpoint("--connect", o.endpoint, detail::EndpointUse::connect);
-    if (o.processes < 1)
-      throw std::invalid_argument("--processes must be at least 1, got " +
-                                  std::to_string(o.processes));
-    if (o.maxtasksperchild < 0)
-      throw std::invalid_argument("--maxtasksperchild must be 0 (never) or more, got " +
-                                  std::to_string(o.maxtasksperchild));
-    o.grace = detail::parse_duration_option("--grace", grace);
-    o.heartbeat_ms =
-        static_cast<std::uint32_t>(detail::parse_duration_option("--heartbeat", heartbeat).count());
-    if (o.heartbeat_ms == 0) throw std::invalid_argument("--heartbeat must be at least 1ms");
-    if (liveness < 1)
-      throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(liveness));
-    o.liveness = static_cast<std::uint32_t>(liveness);
-    detail::configure_log_level(level);
-    for (const auto& lib : libs) load_library(lib);
-    detail::Registry::instance().validate();
+    apply_flags(flags);
   } catch (const std::exception& e) {
     std::cerr << program << ": " << e.what() << "\n";
     return 1;
   }
-  return worker::run_agent(o);
+  return worker::run_agent(flags.options);
 }
 
 }  // namespace mqpool

@@ -10,6 +10,7 @@
 
 #include "broker/core.hpp"
 #include "broker/local_client.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::broker {
 
@@ -63,6 +64,11 @@ class Loop {
   // when a lock orders the calls, and the loop's thread polls raw descriptors without it.
   std::mutex mu_;
   BrokerCore core_;
+  // After core_, whose `malformed` counter they count into.
+  proto::Receiver from_clients_{"broker", "a client", &core_.mutable_counters().malformed,
+                                proto::Receiver::Others::drop};
+  proto::Receiver from_workers_{"broker", "a worker", &core_.mutable_counters().malformed,
+                                proto::Receiver::Others::drop};
   TimePoint wake_at_ = TimePoint::max();  // when the loop's thread next wakes by itself
   bool failed_ = false;                    // run() ended with an exception
   std::vector<proto::Message> held_;      // results made by a submitter, for the loop to deliver

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include <zmq.hpp>
 
 #include "mqpool/codec.hpp"
+#include "mqpool/errors.hpp"
 #include "mqpool/status.hpp"
 
 namespace mqpool::proto {
@@ -204,6 +206,98 @@ void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::messa
 bool send(zmq::socket_t& s, Message&& m, bool routed);
 // Receives one message. Empty when nothing is waiting (with dontwait). Throws
 // SerializationError for a malformed envelope, after consuming all of its frames.
+// A receive loop goes through Receiver (below), or applies its policy with drop().
 std::optional<Message> recv(zmq::socket_t& s, bool routed, zmq::recv_flags flags);
+
+// The one policy for a malformed message, in every receive loop (docs/PROTOCOL.md §8):
+//
+// A message is malformed when its envelope does not check out (§2: recv() would throw
+// SerializationError) or when its handler throws SerializationError (a header or a
+// count of frames that does not decode). It is dropped whole, and the loop goes on with
+// the next message: nothing malformed ends a loop. It is counted in the receiver's
+// counter, if it was given one (the broker's `malformed`, docs/STATUS.md), and logged at
+// warn level with its sender (the routing id, in hex, on a ROUTER) and the reason:
+//   "<who>: dropped a malformed message from <from> (id 45...): <reason>"
+// at most kLogBurst lines per kLogWindow for each receiver, so that a peer that floods
+// bad messages cannot flood the log; the first line after such a silence says how many
+// were left out.
+//
+// zmq::error_t (ETERM, EINTR) always propagates: the loop's owner decides. So does any
+// other exception (the thread failure policy, docs/ARCHITECTURE.md, "Failures"), unless
+// the receiver is made with Others::drop (the broker: nothing a peer sends may end it):
+// then the message is counted and logged the same way, at error level, as "<who>:
+// failed to handle a message from <from> (id ...): <what>".
+class Receiver {
+ public:
+  enum class Others { propagate, drop };
+  static constexpr std::size_t kLogBurst = 10;
+  static constexpr std::chrono::seconds kLogWindow{10};
+  static constexpr std::size_t kNoLimit = SIZE_MAX;
+
+  // `who` begins its log lines ("broker"), `from` names the sender ("a worker", "the
+  // broker"); `counter`, when not null, counts every message it drops.
+  Receiver(std::string who, std::string from, std::uint64_t* counter = nullptr,
+           Others others = Others::propagate);
+
+  // Receives without blocking, and hands each message to on_message(Message&), until
+  // the socket holds no more or `limit` messages (malformed ones included) were taken.
+  template <class Handler>
+  void drain(zmq::socket_t& s, bool routed, Handler&& on_message, std::size_t limit = kNoLimit);
+
+  // The policy, for a loop that receives by itself (recv() threw SerializationError):
+  // counts the message and logs it as above. `peer` is empty on a DEALER.
+  void drop(std::string_view peer, std::string_view reason);
+
+ private:
+  enum class Got { nothing, message, dropped };
+  // recv() with dontwait into `m`; a malformed message (or, with Others::drop, any
+  // failure but zmq::error_t) is dropped here.
+  Got take(zmq::socket_t& s, bool routed, Message& m);
+  void fail(std::string_view peer, std::string_view what);
+  void note(bool error, std::string_view what, std::string_view peer, std::string_view reason);
+
+  std::string who_, from_;
+  std::uint64_t* counter_;
+  Others others_;
+  std::chrono::steady_clock::time_point window_{};  // when the current log window began
+  std::size_t lines_ = 0;                           // lines logged in it
+  std::uint64_t unlogged_ = 0;                      // drops not logged since the last line
+};
+
+template <class Handler>
+void Receiver::drain(zmq::socket_t& s, bool routed, Handler&& on_message, std::size_t limit) {
+  for (std::size_t i = 0; i < limit; ++i) {
+    Message m;
+    const Got got = take(s, routed, m);
+    if (got == Got::nothing) return;
+    if (got == Got::dropped) continue;
+    const std::string peer = m.peer;  // the handler may move it; ids fit the inline buffer
+    try {
+      on_message(m);
+    } catch (const SerializationError& e) {
+      drop(peer, e.what());
+    } catch (const zmq::error_t&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (others_ == Others::propagate) throw;
+      fail(peer, e.what());
+    }
+  }
+}
+
+// Every socket of the protocol is set up by one of these (docs/PROTOCOL.md §1), so that
+// the options both ends must agree on are written once.
+//   Traffic::work: carries tasks and outcomes: no high-water mark either way (credits
+//     bound the worker side; nothing is ever dropped), and ZMQ_MAXMSGSIZE kMaxMessageSize.
+//   Traffic::control: hellos, heartbeats, kills: ZeroMQ's defaults for both.
+enum class Traffic { work, control };
+// One of the broker's ROUTERs: work traffic, ROUTER_MANDATORY (an unroutable reply is an
+// error the broker sees), ROUTER_HANDOVER (a reconnecting peer takes over its id), linger 0.
+void configure_router(zmq::socket_t& s);
+// A DEALER that connects to the broker: `traffic`; a lost broker looked for again at
+// growing intervals, up to 5 s; `routing_id` unless empty (the ROUTER then assigns one);
+// linger `linger_ms` unless nullopt (ZeroMQ's default: wait until everything is sent).
+void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
+                      std::optional<int> linger_ms);
 
 }  // namespace mqpool::proto
