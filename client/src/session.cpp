@@ -339,17 +339,17 @@ void Session::drive(const std::function<void()>& loop, ErrorCode code,
   break_down(WireError{code, "", failed + ": " + cause, "", ""});
 }
 
+// Refuses new work first, then fails what is outstanding: a caller woken by its task's
+// failure that submits again is refused, never accepted by a session that is gone.
 void Session::break_down(const WireError& e) {
-  fail_outstanding(e);
   std::vector<Op> queued;
   {
     std::lock_guard lock(mu_);
     broken_ = std::make_shared<const WireError>(e);
     queued.swap(ops_);
     fail_ops_ = 0;
-    pending_ = 0;
   }
-  cv_.notify_all();
+  fail_outstanding(e);  // sets pending_ to 0 and wakes the waiters
   for (Op& op : queued)
     if (op.kind == Op::submit && op.job) op.job->fail(e);
 }

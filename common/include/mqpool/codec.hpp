@@ -3,7 +3,35 @@
 // count is in the message header), so that batches are built by appending bytes.
 #pragma once
 
-#include <msgpack.hpp>
+// msgpack's core and the adaptors of the types docs/API.md lists as encodable, not all
+// of <msgpack.hpp>: every file that includes mqpool.hpp compiles this, and msgpack's
+// other adaptors (deque, list, chrono, byte, span, ...) cost a sixth of its parse time
+// (docs/PERFORMANCE.md, "Build time"). A program that encodes one of those (through
+// mqpool::encodable<T>) includes it itself.
+#include <msgpack/object.hpp>
+#include <msgpack/pack.hpp>
+#include <msgpack/sbuffer.hpp>
+#include <msgpack/unpack.hpp>
+#include <msgpack/zone.hpp>
+#include <msgpack/adaptor/bool.hpp>
+#include <msgpack/adaptor/cpp11/array.hpp>
+#include <msgpack/adaptor/cpp11/array_char.hpp>
+#include <msgpack/adaptor/cpp11/array_unsigned_char.hpp>
+#include <msgpack/adaptor/cpp11/tuple.hpp>
+#include <msgpack/adaptor/cpp11/unordered_map.hpp>
+#include <msgpack/adaptor/cpp17/optional.hpp>
+#include <msgpack/adaptor/define.hpp>
+#include <msgpack/adaptor/float.hpp>
+#include <msgpack/adaptor/int.hpp>
+#include <msgpack/adaptor/map.hpp>
+#include <msgpack/adaptor/nil.hpp>
+#include <msgpack/adaptor/pair.hpp>
+#include <msgpack/adaptor/set.hpp>
+#include <msgpack/adaptor/string.hpp>
+#include <msgpack/adaptor/vector.hpp>
+#include <msgpack/adaptor/vector_bool.hpp>
+#include <msgpack/adaptor/vector_char.hpp>
+#include <msgpack/adaptor/vector_unsigned_char.hpp>
 
 #include <array>
 #include <bit>
