@@ -31,18 +31,18 @@ Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& 
   proto::configure_router(backend_);
   backend_.bind(backend);
   if (!frontend.empty()) {
-    frontend_.emplace(ctx, zmq::socket_type::router);
-    proto::configure_router(*frontend_);
-    frontend_->bind(frontend);
-    watch_disconnects(ctx);
+    zmq::socket_t& front = frontend_.emplace(ctx, zmq::socket_type::router);
+    proto::configure_router(front);
+    front.bind(frontend);
+    watch_disconnects(ctx, front);
   }
   if (local_ != nullptr) core_.add_local_client(kLocalPeer, Clock::now());
 }
 
-void Loop::watch_disconnects(zmq::context_t& ctx) {
+void Loop::watch_disconnects(zmq::context_t& ctx, zmq::socket_t& frontend) {
   const std::string addr =
       "inproc://mqpool-broker-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
-  if (zmq_socket_monitor(frontend_->handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+  if (zmq_socket_monitor(frontend.handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
     throw zmq::error_t();
   monitor_.emplace(ctx, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
@@ -130,9 +130,12 @@ void Loop::send(Outgoing& o, bool deliver_local_now) {
       held_.push_back(std::move(o.msg));
     return;
   }
-  if (o.side == Side::client && !frontend_) return;
-  zmq::socket_t& s = o.side == Side::client ? *frontend_ : backend_;
-  if (proto::send(s, std::move(o.msg), true)) return;  // leaves msg.peer as it was
+  zmq::socket_t* s = &backend_;
+  if (o.side == Side::client) {
+    if (!frontend_) return;
+    s = &*frontend_;
+  }
+  if (proto::send(*s, std::move(o.msg), true)) return;  // leaves msg.peer as it was
   detail::log().debug("broker: a {} left before its message could be sent",
                       o.side == Side::client ? "client" : "worker");
   if (o.side == Side::client) core_.client_gone(o.msg.peer);

@@ -49,7 +49,7 @@ class Loop {
   void flush(bool deliver_local_now);
   void send(Outgoing& o, bool deliver_local_now);
   bool any_readable();
-  void watch_disconnects(zmq::context_t& ctx);
+  void watch_disconnects(zmq::context_t& ctx, zmq::socket_t& frontend);
   bool drain_disconnects();
   void say_goodbye();
 

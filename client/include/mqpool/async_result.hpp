@@ -58,13 +58,14 @@ class ResultState {
   T get() const {
     std::lock_guard lock(mu_);
     if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<T>) return value_.value();  // ready: a value or an error
+    // Ready: error_ or value_ is set, and error_ was not.
+    if constexpr (!std::is_void_v<T>) return *value_;  // NOLINT(bugprone-unchecked-optional-access)
   }
   // Precondition: ready, and no other holder will read the value again. Moves it out.
   T take() {
     std::lock_guard lock(mu_);
     if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<T>) return std::move(value_).value();
+    if constexpr (!std::is_void_v<T>) return std::move(*value_);  // NOLINT(bugprone-unchecked-optional-access)
   }
 
  private:
