@@ -179,43 +179,24 @@ void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePo
   e.name = r.host + ":" + std::to_string(r.pid);
   e.capacity = std::clamp<std::uint32_t>(r.credit, 1, 16);
   e.max_bundle = r.max_bundle;
-  if (ready_.size() < e.capacity) ready_.resize(e.capacity);
+  ready_.ensure(e.capacity);
   e.id = &executors_.find(peer)->first;
   if (auto a = agents_.find(r.agent); a != agents_.end() && a->second.leaving) e.doomed = true;
   offer(e);
 }
 
-void BrokerCore::unlink(Executor& e) {
-  if (e.bucket < 0) return;
-  ReadyList& l = ready_[static_cast<std::size_t>(e.bucket)];
-  (e.prev ? e.prev->next : l.head) = e.next;
-  (e.next ? e.next->prev : l.tail) = e.prev;
-  e.prev = e.next = nullptr;
-  e.bucket = -1;
-}
-
 // Moves the executor to the tail of the ready list of its current load, or off the
 // lists when it has no credit left or must get no work.
 void BrokerCore::offer(Executor& e) {
-  unlink(e);
+  ready_.remove(e);
   if (e.doomed || e.exclusive || e.inflight >= e.capacity) return;
   if (e.inflight > 0 && !prefetchable(e)) return;  // back on a list when its DONE comes
-  ReadyList& l = ready_[e.inflight];
-  e.bucket = static_cast<int>(e.inflight);
-  e.prev = l.tail;
-  (l.tail ? l.tail->next : l.head) = &e;
-  l.tail = &e;
+  ready_.push_back(e, e.inflight);
 }
 
+// The least-loaded executor with credit, off the lists; nullptr if none.
 BrokerCore::Executor* BrokerCore::pop_ready() {
-  for (ReadyList& l : ready_) {
-    if (l.head != nullptr) {
-      Executor* e = l.head;
-      unlink(*e);
-      return e;
-    }
-  }
-  return nullptr;
+  return static_cast<Executor*>(ready_.pop_front());
 }
 
 // Chunks one TASK may take from the queue so that every executor still gets a share.
@@ -470,7 +451,7 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
-  unlink(it->second);
+  ready_.remove(it->second);
   Executor ex = std::move(it->second);
   executors_.erase(it);
   const bool crashed = its_fault && !ex.doomed;
@@ -571,7 +552,7 @@ void BrokerCore::kill_executor(const std::string& id) {
   if (it == executors_.end() || it->second.doomed) return;
   Executor& ex = it->second;
   ex.doomed = true;
-  unlink(ex);  // no more work for it
+  ready_.remove(ex);  // no more work for it
   send_kill(ex.agent, ex.pid);
 }
 

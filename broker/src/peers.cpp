@@ -161,7 +161,7 @@ void BrokerCore::on_leaving(const std::string& peer) {
     for (auto& [id, e] : executors_) {
       if (e.agent != agent_id) continue;
       e.doomed = true;
-      unlink(e);
+      ready_.remove(e);
     }
   }
 }

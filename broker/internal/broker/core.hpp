@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/ready_lists.hpp"
 #include "common/protocol.hpp"
 
 namespace mqpool::broker {
@@ -110,18 +111,15 @@ class BrokerCore {
     bool suspect = false;      // was on an executor that died: now travels alone
     std::string executor;      // empty while queued
   };
-  struct Executor {
+  // On ready_ (its ReadyLink) while it has credit left and may get work. unordered_map
+  // nodes never move, so the links stay valid until the executor is erased.
+  struct Executor : ReadyLink {
     std::uint64_t agent = 0;
     std::uint32_t pid = 0;
     std::string name;  // "host:pid"
     std::uint32_t capacity = 1;
     std::uint32_t max_bundle = 0;
     std::uint32_t inflight = 0;  // TASK messages without a DONE
-    // Intrusive links of the ready list it is on (bucket < 0: on none). unordered_map
-    // nodes never move, so these pointers stay valid until the executor is erased.
-    int bucket = -1;
-    Executor* prev = nullptr;
-    Executor* next = nullptr;
     const std::string* id = nullptr;
     bool doomed = false;     // being killed: no more work
     bool exclusive = false;  // runs a timed or suspect chunk: nothing else meanwhile
@@ -136,10 +134,6 @@ class BrokerCore {
     TimePoint last_done{};  // a prefetched TASK starts when the one before it is done
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
-  };
-  struct ReadyList {
-    Executor* head = nullptr;
-    Executor* tail = nullptr;
   };
   struct Deadline {
     TimePoint at;
@@ -173,7 +167,6 @@ class BrokerCore {
   void dispatch(TimePoint now);
   void offer(Executor& e);
   Executor* pop_ready();
-  void unlink(Executor& e);
   void requeue(std::uint64_t id, bool penalise, bool split, bool lost, const std::string& reason);
   void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
                       const std::vector<std::uint32_t>& counts);
@@ -218,7 +211,7 @@ class BrokerCore {
   Second rate_[10];
   // Executors with credit left, one list per number of TASKs in flight, so that idle
   // executors get work first. Each executor is on at most one list: O(1) moves.
-  std::vector<ReadyList> ready_;
+  ReadyLists ready_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   // Measured time per task (round trip of a TASK / its tasks), by function: deep queues
   // of cheap tasks travel in bundles, expensive or unknown ones one chunk at a time.
