@@ -135,6 +135,8 @@ class BrokerCore {
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
   };
+  using ChunkIt = std::unordered_map<std::uint64_t, Chunk>::iterator;
+  struct Bundle;  // one TASK being filled (core.cpp)
   struct Deadline {
     TimePoint at;
     std::uint64_t chunk;
@@ -154,8 +156,20 @@ class BrokerCore {
   void enqueue(std::uint64_t id, Client& c, bool front);
   void dequeue_head(Client& c);
   Client* next_client(const Executor& e);
-  Chunk* head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* it = nullptr);
+  Chunk* head(Client& c, ChunkIt* it = nullptr);
+  // fill and its policies, in the order it applies them.
   bool fill(Executor& e, Client& c, TimePoint now);
+  std::size_t bundle_limit(const Executor& e) const;
+  static bool travels_alone(const Chunk& ch);
+  const Clock::duration* known_cost(const std::string& fn) const;
+  bool bundle_admits(const Executor& e, const Bundle& b, const Chunk& ch,
+                     const Clock::duration* cost) const;
+  bool coalesced_piece(ChunkIt it, const Clock::duration* cost);
+  bool halve_tail(ChunkIt it, const Clock::duration* cost);
+  void assign(Executor& e, Bundle& b, ChunkIt it, const Clock::duration* cost);
+  void run_alone(Executor& e, ChunkIt it, TimePoint now);
+  void send_task(Executor& e, Client& c, Bundle& b, TimePoint now);
+  void charge(Client& c, const Bundle& b);
   bool knows(const Executor& e, const std::string& fn) const;
   bool anyone_knows(const std::string& fn) const;
   void fail_unknown_tasks(TimePoint now);
@@ -168,10 +182,8 @@ class BrokerCore {
   void offer(Executor& e);
   Executor* pop_ready();
   void requeue(std::uint64_t id, bool penalise, bool split, bool lost, const std::string& reason);
-  void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                      const std::vector<std::uint32_t>& counts);
-  bool split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                  const std::vector<std::uint32_t>& counts);
+  void split_to_front(ChunkIt it, const std::vector<std::uint32_t>& counts);
+  bool split_head(ChunkIt it, const std::vector<std::uint32_t>& counts);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);
