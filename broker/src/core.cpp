@@ -179,44 +179,23 @@ void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePo
   e.name = r.host + ":" + std::to_string(r.pid);
   e.capacity = std::clamp<std::uint32_t>(r.credit, 1, 16);
   e.max_bundle = r.max_bundle;
-  if (ready_.size() < e.capacity) ready_.resize(e.capacity);
+  ready_.ensure(e.capacity);
   e.id = &executors_.find(peer)->first;
   if (auto a = agents_.find(r.agent); a != agents_.end() && a->second.leaving) e.doomed = true;
   offer(e);
 }
 
-void BrokerCore::unlink(Executor& e) {
-  if (e.bucket < 0) return;
-  ReadyList& l = ready_[static_cast<std::size_t>(e.bucket)];
-  (e.prev ? e.prev->next : l.head) = e.next;
-  (e.next ? e.next->prev : l.tail) = e.prev;
-  e.prev = e.next = nullptr;
-  e.bucket = -1;
-}
-
 // Moves the executor to the tail of the ready list of its current load, or off the
 // lists when it has no credit left or must get no work.
 void BrokerCore::offer(Executor& e) {
-  unlink(e);
+  ready_.remove(e);
   if (e.doomed || e.exclusive || e.inflight >= e.capacity) return;
   if (e.inflight > 0 && !prefetchable(e)) return;  // back on a list when its DONE comes
-  ReadyList& l = ready_[e.inflight];
-  e.bucket = static_cast<int>(e.inflight);
-  e.prev = l.tail;
-  (l.tail ? l.tail->next : l.head) = &e;
-  l.tail = &e;
+  ready_.push_back(e, e.inflight);
 }
 
-BrokerCore::Executor* BrokerCore::pop_ready() {
-  for (ReadyList& l : ready_) {
-    if (l.head != nullptr) {
-      Executor* e = l.head;
-      unlink(*e);
-      return e;
-    }
-  }
-  return nullptr;
-}
+// The least-loaded executor with credit, off the lists; nullptr if none.
+BrokerCore::Executor* BrokerCore::pop_ready() { return static_cast<Executor*>(ready_.pop_front()); }
 
 // Chunks one TASK may take from the queue so that every executor still gets a share.
 std::size_t BrokerCore::share() const {
@@ -272,8 +251,7 @@ void BrokerCore::dequeue_head(Client& c) {
 }
 
 // The first live chunk of the client's queue (stale entries are dropped on the way).
-BrokerCore::Chunk* BrokerCore::head(Client& c,
-                                    std::unordered_map<std::uint64_t, Chunk>::iterator* out) {
+BrokerCore::Chunk* BrokerCore::head(Client& c, ChunkIt* out) {
   while (!c.queue.empty()) {
     auto it = chunks_.find(c.queue.front());
     if (it == chunks_.end() || !it->second.executor.empty()) {
@@ -313,84 +291,135 @@ bool BrokerCore::knows(const Executor& e, const std::string& fn) const {
   return a == agents_.end() || a->second.tasks.count(fn) > 0;
 }
 
+// One TASK being filled: its chunks' specs and argument frames, and what it carries in
+// tasks and in measured work (for the client's charge and the bundle's limit).
+struct BrokerCore::Bundle {
+  std::vector<proto::TaskSpec> specs;
+  std::vector<zmq::message_t> frames;
+  std::uint64_t tasks = 0;
+  Clock::duration work{};
+};
+
 // Sends `e` one TASK of chunks from the head of `c`'s queue. False if nothing was sent
 // because the head chunk must travel alone and `e` is busy.
 bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
-  const std::string& id = *e.id;
-  std::vector<proto::TaskSpec> specs;
-  std::vector<zmq::message_t> frames;
-  const std::size_t limit =
-      e.max_bundle > 0 ? std::min<std::size_t>(share(), e.max_bundle) : share();
-  std::uint64_t tasks = 0;
-  Clock::duration work{};
-  std::unordered_map<std::uint64_t, Chunk>::iterator it;
-  while (specs.size() < limit && head(c, &it) != nullptr) {
-    const std::uint64_t cid = it->first;
-    Chunk& ch = it->second;
-    // A chunk with a time limit, or one that was on an executor that died, travels alone
-    // and only to an idle executor, which takes nothing else meanwhile: its clock then
-    // measures the task itself, and its next death is its own.
-    const bool alone = ch.spec.timeout_ms > 0 || ch.suspect;
-    if (alone && !specs.empty()) break;
-    if (!specs.empty()) {  // bundle only what is known to be cheap, and that e can run
-      auto cost = cost_.find(ch.spec.fn);
-      if (cost == cost_.end() || !knows(e, ch.spec.fn)) break;
-      const Clock::duration more = cost->second * ch.spec.count;
-      if (work + more > kBundleWork) break;
-      work += more;
-    }
+  Bundle b;
+  const std::size_t limit = bundle_limit(e);
+  ChunkIt it;
+  while (b.specs.size() < limit && head(c, &it) != nullptr) {
+    const Chunk& ch = it->second;
+    const bool alone = travels_alone(ch);
+    if (alone && !b.specs.empty()) break;
+    const Clock::duration* cost = known_cost(ch.spec.fn);
+    if (!b.specs.empty() && !bundle_admits(e, b, ch, cost)) break;
     if (alone && e.inflight > 0) return false;  // ready_ gave the least-loaded executor first
-    if (ch.spec.coalesced && ch.spec.count > 1) {
-      // A batch of single calls goes out in pieces of about kBundleWork of measured
-      // work, one call at a time while the cost is unknown: as if each were its own
-      // chunk, so that expensive calls still spread over the executors.
-      std::uint32_t piece = 1;
-      if (auto cost = cost_.find(ch.spec.fn); cost != cost_.end())
-        piece = static_cast<std::uint32_t>(std::clamp<std::int64_t>(
-            kBundleWork / std::max(cost->second, Clock::duration(1)), 1, ch.spec.count));
-      if (piece < ch.spec.count && split_head(it, {piece, ch.spec.count - piece}))
-        continue;  // the first piece is at the front now
-    }
-    if (specs.empty() && !alone && queue_live_ == 1 && ch.spec.count > 1 && executors_.size() > 1) {
-      auto cost = cost_.find(ch.spec.fn);
-      if (cost != cost_.end() && cost->second * ch.spec.count > kTailSplit &&
-          split_head(it, even(ch.spec.count, 2)))
-        continue;  // this executor takes the first half
-    }
-    dequeue_head(c);
-    ch.executor = id;
-    e.chunks.insert(cid);
-    specs.push_back(proto::TaskSpec{cid, ch.spec.count, ch.spec.fn});
-    tasks += ch.spec.count;
-    if (specs.size() == 1) {
-      auto cost = cost_.find(ch.spec.fn);
-      work = cost != cost_.end() ? cost->second * ch.spec.count : Clock::duration{};
-    }
-    frames.emplace_back();
-    frames.back().copy(ch.args);  // shares the buffer (refcounted): kept for a retry, not copied
+    if (coalesced_piece(it, cost) || (b.specs.empty() && !alone && halve_tail(it, cost)))
+      continue;  // its first piece is at the head now
+    assign(e, b, it, cost);
     if (alone) {
-      if (ch.spec.timeout_ms > 0)
-        deadlines_.push({now + std::chrono::milliseconds(ch.spec.timeout_ms), cid, id});
-      e.exclusive = true;
+      run_alone(e, it, now);
       break;
     }
   }
-  if (specs.empty()) return true;  // the queue held only stale entries
-  // Work of unknown cost counts as a millisecond a task, so that a new function cannot
-  // take every executor before its cost is known.
-  vtime_ = c.served;
-  c.served += work > Clock::duration{}
-                  ? work
-                  : std::chrono::milliseconds(1) * static_cast<std::int64_t>(tasks);
+  if (b.specs.empty()) return true;  // the queue held only stale entries
+  send_task(e, c, b, now);
+  return true;
+}
+
+// An executor that asked for at most max_bundle chunks a TASK (maxtasksperchild) gets no
+// more, whatever its share of a deep queue.
+std::size_t BrokerCore::bundle_limit(const Executor& e) const {
+  return e.max_bundle > 0 ? std::min<std::size_t>(share(), e.max_bundle) : share();
+}
+
+// A chunk with a time limit, or one that was on an executor that died, travels alone and
+// only to an idle executor: its clock then measures the task itself, and its next death
+// is its own.
+bool BrokerCore::travels_alone(const Chunk& ch) { return ch.spec.timeout_ms > 0 || ch.suspect; }
+
+// The measured time per task of `fn`; nullptr while none is known. Looked up once per
+// chunk and handed to the policies, so that the hot path does one cost_ lookup a chunk.
+const Clock::duration* BrokerCore::known_cost(const std::string& fn) const {
+  auto it = cost_.find(fn);
+  return it != cost_.end() ? &it->second : nullptr;
+}
+
+// Beyond its first chunk a TASK takes only what is known to be cheap and that `e` can
+// run, up to kBundleWork in all: a bundle amortises the round trip, never hides a long
+// task behind it.
+bool BrokerCore::bundle_admits(const Executor& e, const Bundle& b, const Chunk& ch,
+                               const Clock::duration* cost) const {
+  return cost != nullptr && knows(e, ch.spec.fn) && b.work + *cost * ch.spec.count <= kBundleWork;
+}
+
+// A batch of single calls goes out in pieces of about kBundleWork of measured work, one
+// call at a time while the cost is unknown: as if each were its own chunk, so that
+// expensive calls still spread over the executors. True if its first piece is at the
+// head now.
+bool BrokerCore::coalesced_piece(ChunkIt it, const Clock::duration* cost) {
+  const proto::ChunkSpec& s = it->second.spec;
+  if (!s.coalesced || s.count <= 1) return false;
+  std::uint32_t piece = 1;
+  if (cost != nullptr)
+    piece = static_cast<std::uint32_t>(
+        std::clamp<std::int64_t>(kBundleWork / std::max(*cost, Clock::duration(1)), 1, s.count));
+  return piece < s.count && split_head(it, {piece, s.count - piece});
+}
+
+// The last queued chunk, when it holds more than kTailSplit of work, is halved (see
+// kTailSplit) so that the executors finish a job together. True if the first half is at
+// the head now.
+bool BrokerCore::halve_tail(ChunkIt it, const Clock::duration* cost) {
+  const std::uint32_t count = it->second.spec.count;
+  if (queue_live_ != 1 || count <= 1 || executors_.size() <= 1 || cost == nullptr) return false;
+  return *cost * count > kTailSplit && split_head(it, even(count, 2));
+}
+
+// Moves the head chunk from the queue into the TASK for `e`. Its arguments' buffer is
+// shared (refcounted), not copied: the chunk keeps it for a retry.
+void BrokerCore::assign(Executor& e, Bundle& b, ChunkIt it, const Clock::duration* cost) {
+  Chunk& ch = it->second;
+  dequeue_head(*ch.client);
+  ch.executor = *e.id;
+  e.chunks.insert(it->first);
+  b.specs.push_back(proto::TaskSpec{it->first, ch.spec.count, ch.spec.fn});
+  b.tasks += ch.spec.count;
+  if (cost != nullptr) b.work += *cost * ch.spec.count;
+  b.frames.emplace_back();
+  b.frames.back().copy(ch.args);
+}
+
+// A chunk that travels alone has its executor to itself until its DONE (nothing else
+// runs meanwhile, so its time limit, counted from now, measures it alone).
+void BrokerCore::run_alone(Executor& e, ChunkIt it, TimePoint now) {
+  const proto::ChunkSpec& s = it->second.spec;
+  if (s.timeout_ms > 0)
+    deadlines_.push({now + std::chrono::milliseconds(s.timeout_ms), it->first, *e.id});
+  e.exclusive = true;
+}
+
+// Queues the TASK and takes one of `e`'s credits. The record in e.sent is what its DONE
+// teaches the cost from, and what a death of `e` hands back.
+void BrokerCore::send_task(Executor& e, Client& c, Bundle& b, TimePoint now) {
+  charge(c, b);
   ++e.inflight;
   std::vector<std::uint64_t> ids;
-  ids.reserve(specs.size());
-  for (const auto& t : specs) ids.push_back(t.chunk);
-  e.sent.push_back({now, tasks, specs.front().fn, std::move(ids)});
-  proto::Message m = proto::make(proto::Cmd::task, specs, id);
-  m.frames = std::move(frames);
+  ids.reserve(b.specs.size());
+  for (const auto& t : b.specs) ids.push_back(t.chunk);
+  e.sent.push_back({now, b.tasks, b.specs.front().fn, std::move(ids)});
+  proto::Message m = proto::make(proto::Cmd::task, b.specs, *e.id);
+  m.frames = std::move(b.frames);
   outbox_.push_back({Side::worker, std::move(m)});
-  return true;
+}
+
+// The client's turn in the fair queueing moves by the TASK's work. Work of unknown cost
+// counts as a millisecond a task, so that a new function cannot take every executor
+// before its cost is known.
+void BrokerCore::charge(Client& c, const Bundle& b) {
+  vtime_ = c.served;
+  c.served += b.work > Clock::duration{}
+                  ? b.work
+                  : std::chrono::milliseconds(1) * static_cast<std::int64_t>(b.tasks);
 }
 
 // Queues one RESULT for `client`: each spec's chunk with its (errors, values) frames.
@@ -470,7 +499,7 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std::string& reason) {
   auto it = executors_.find(id);
   if (it == executors_.end()) return;
-  unlink(it->second);
+  ready_.remove(it->second);
   Executor ex = std::move(it->second);
   executors_.erase(it);
   const bool crashed = its_fault && !ex.doomed;
@@ -519,8 +548,7 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, bool lost,
 // Replaces a chunk that is not queued by chunks of counts[i] of its consecutive tasks,
 // queued at the front in order. Throws SerializationError (the chunk unchanged) if its
 // arguments cannot be cut.
-void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                                const std::vector<std::uint32_t>& counts) {
+void BrokerCore::split_to_front(ChunkIt it, const std::vector<std::uint32_t>& counts) {
   std::vector<zmq::message_t> parts = split_args(it->second.args, it->second.spec.count, counts);
   Chunk whole = std::move(it->second);
   chunks_.erase(it);
@@ -540,8 +568,7 @@ void BrokerCore::split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterat
 
 // The same for the chunk at the head of the queue: its pieces take its place there. False,
 // the chunk left whole at the head, if its arguments cannot be cut.
-bool BrokerCore::split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                            const std::vector<std::uint32_t>& counts) {
+bool BrokerCore::split_head(ChunkIt it, const std::vector<std::uint32_t>& counts) {
   Client& c = *it->second.client;
   dequeue_head(c);
   try {
@@ -571,7 +598,7 @@ void BrokerCore::kill_executor(const std::string& id) {
   if (it == executors_.end() || it->second.doomed) return;
   Executor& ex = it->second;
   ex.doomed = true;
-  unlink(ex);  // no more work for it
+  ready_.remove(ex);  // no more work for it
   send_kill(ex.agent, ex.pid);
 }
 

@@ -161,7 +161,7 @@ void BrokerCore::on_leaving(const std::string& peer) {
     for (auto& [id, e] : executors_) {
       if (e.agent != agent_id) continue;
       e.doomed = true;
-      unlink(e);
+      ready_.remove(e);
     }
   }
 }
@@ -253,7 +253,7 @@ void BrokerCore::fail_unknown_tasks(TimePoint now) {
   next_unknown_check_ = TimePoint::max();
   if (agents_.empty()) return;
   for (Client* c : std::vector<Client*>(active_)) {
-    std::unordered_map<std::uint64_t, Chunk>::iterator it;
+    ChunkIt it;
     while (head(*c, &it) != nullptr && !anyone_knows(it->second.spec.fn)) {
       const std::string fn = it->second.spec.fn;
       const TimePoint since = unknown_since_.try_emplace(fn, now).first->second;

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "broker/ready_lists.hpp"
 #include "common/protocol.hpp"
 
 namespace mqpool::broker {
@@ -110,18 +111,15 @@ class BrokerCore {
     bool suspect = false;      // was on an executor that died: now travels alone
     std::string executor;      // empty while queued
   };
-  struct Executor {
+  // On ready_ (its ReadyLink) while it has credit left and may get work. unordered_map
+  // nodes never move, so the links stay valid until the executor is erased.
+  struct Executor : ReadyLink {
     std::uint64_t agent = 0;
     std::uint32_t pid = 0;
     std::string name;  // "host:pid"
     std::uint32_t capacity = 1;
     std::uint32_t max_bundle = 0;
     std::uint32_t inflight = 0;  // TASK messages without a DONE
-    // Intrusive links of the ready list it is on (bucket < 0: on none). unordered_map
-    // nodes never move, so these pointers stay valid until the executor is erased.
-    int bucket = -1;
-    Executor* prev = nullptr;
-    Executor* next = nullptr;
     const std::string* id = nullptr;
     bool doomed = false;     // being killed: no more work
     bool exclusive = false;  // runs a timed or suspect chunk: nothing else meanwhile
@@ -137,10 +135,8 @@ class BrokerCore {
     TimePoint last_seen{};
     Clock::duration expiry{};  // silence longer than this: lost
   };
-  struct ReadyList {
-    Executor* head = nullptr;
-    Executor* tail = nullptr;
-  };
+  using ChunkIt = std::unordered_map<std::uint64_t, Chunk>::iterator;
+  struct Bundle;  // one TASK being filled (core.cpp)
   struct Deadline {
     TimePoint at;
     std::uint64_t chunk;
@@ -160,8 +156,20 @@ class BrokerCore {
   void enqueue(std::uint64_t id, Client& c, bool front);
   void dequeue_head(Client& c);
   Client* next_client(const Executor& e);
-  Chunk* head(Client& c, std::unordered_map<std::uint64_t, Chunk>::iterator* it = nullptr);
+  Chunk* head(Client& c, ChunkIt* it = nullptr);
+  // fill and its policies, in the order it applies them.
   bool fill(Executor& e, Client& c, TimePoint now);
+  std::size_t bundle_limit(const Executor& e) const;
+  static bool travels_alone(const Chunk& ch);
+  const Clock::duration* known_cost(const std::string& fn) const;
+  bool bundle_admits(const Executor& e, const Bundle& b, const Chunk& ch,
+                     const Clock::duration* cost) const;
+  bool coalesced_piece(ChunkIt it, const Clock::duration* cost);
+  bool halve_tail(ChunkIt it, const Clock::duration* cost);
+  void assign(Executor& e, Bundle& b, ChunkIt it, const Clock::duration* cost);
+  void run_alone(Executor& e, ChunkIt it, TimePoint now);
+  void send_task(Executor& e, Client& c, Bundle& b, TimePoint now);
+  void charge(Client& c, const Bundle& b);
   bool knows(const Executor& e, const std::string& fn) const;
   bool anyone_knows(const std::string& fn) const;
   void fail_unknown_tasks(TimePoint now);
@@ -173,12 +181,9 @@ class BrokerCore {
   void dispatch(TimePoint now);
   void offer(Executor& e);
   Executor* pop_ready();
-  void unlink(Executor& e);
   void requeue(std::uint64_t id, bool penalise, bool split, bool lost, const std::string& reason);
-  void split_to_front(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                      const std::vector<std::uint32_t>& counts);
-  bool split_head(std::unordered_map<std::uint64_t, Chunk>::iterator it,
-                  const std::vector<std::uint32_t>& counts);
+  void split_to_front(ChunkIt it, const std::vector<std::uint32_t>& counts);
+  bool split_head(ChunkIt it, const std::vector<std::uint32_t>& counts);
   void fail(std::uint64_t id, const WireError& e);
   void deliver(const std::string& client, const std::vector<proto::ResultSpec>& specs,
                std::vector<zmq::message_t> frames);
@@ -218,7 +223,7 @@ class BrokerCore {
   Second rate_[10];
   // Executors with credit left, one list per number of TASKs in flight, so that idle
   // executors get work first. Each executor is on at most one list: O(1) moves.
-  std::vector<ReadyList> ready_;
+  ReadyLists ready_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   // Measured time per task (round trip of a TASK / its tasks), by function: deep queues
   // of cheap tasks travel in bundles, expensive or unknown ones one chunk at a time.
