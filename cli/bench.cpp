@@ -14,7 +14,6 @@
 //    twice), printed as map_tiny, and a note on stderr says so. Every line's params name
 //    the endpoint ("connect").
 #include "bench.hpp"
-#include "common/host.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -50,6 +49,8 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "common/host.hpp"
 
 extern char** environ;
 
@@ -177,8 +178,8 @@ struct Context {
   Pool& pool;
   std::int64_t procs;
   const Sizes& sizes;
-  std::string_view prefix;       // before every workload name printed: "cluster_" or ""
-  Params tags = {};              // after every line's own params: where the pool runs
+  std::string_view prefix;  // before every workload name printed: "cluster_" or ""
+  Params tags = {};         // after every line's own params: where the pool runs
 };
 
 // Prints one result line: workload c.prefix + `workload`, params `params` + c.tags.
@@ -236,7 +237,8 @@ void run_apply_async_tiny(Context& c) {
   for (std::int64_t i = 0; i < n; ++i) ok &= results[i].get() == i * i;
   const double dt = seconds_since(t0);
   check(ok, "apply_async returned a wrong square");
-  emit(c, "apply_async_tiny", static_cast<double>(n) / dt, "tasks/s", {{"n", n}, {"procs", c.procs}});
+  emit(c, "apply_async_tiny", static_cast<double>(n) / dt, "tasks/s",
+       {{"n", n}, {"procs", c.procs}});
 }
 
 void run_imap_chunk1(Context& c) {
@@ -768,8 +770,7 @@ int run_bench(const BenchOptions& opts) {
                  "(every workload runs on the cluster at "
               << opts.connect << ")\n";
   const Sizes sizes = opts.quick ? quick_sizes() : Sizes{};
-  const std::int64_t procs =
-      opts.processes > 0 ? opts.processes : detail::default_processes();
+  const std::int64_t procs = opts.processes > 0 ? opts.processes : detail::default_processes();
   const Params tags = connected ? Params{{"connect", opts.connect}} : Params{};
   const Params cluster_tags{{"transport", "tcp loopback"}};
   // One pool for all workloads, as peers.py, and one cluster for the cluster_* ones: each

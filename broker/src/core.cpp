@@ -510,7 +510,7 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
     auto c = chunks_.find(cid);
     // A batch of single calls has no culprit either: each is its own caller's task.
     const bool known_culprit = running.size() == 1 && c != chunks_.end() &&
-                               !(c->second.spec.coalesced && c->second.spec.count > 1);
+                               (!c->second.spec.coalesced || c->second.spec.count <= 1);
     requeue(cid, crashed && ran && known_culprit, crashed && ran, its_fault,
             reason + " on " + ex.name);
   }

@@ -87,9 +87,8 @@ namespace {
 // lets go of a closed connection's pipe microseconds after the report as a rule, later
 // on a loaded host; a client dead longer than the last one unnoticed is found by its
 // heartbeat expiry.
-constexpr std::array<Clock::duration, 3> kReprobes{std::chrono::milliseconds(10),
-                                                   std::chrono::milliseconds(100),
-                                                   std::chrono::seconds(1)};
+constexpr std::array<Clock::duration, 3> kReprobes{
+    std::chrono::milliseconds(10), std::chrono::milliseconds(100), std::chrono::seconds(1)};
 }  // namespace
 
 void BrokerCore::on_disconnect(TimePoint now) {

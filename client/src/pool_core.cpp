@@ -11,11 +11,11 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "worker/agent.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "test_hooks.hpp"
+#include "worker/agent.hpp"
 
 namespace mqpool::detail {
 

@@ -53,7 +53,7 @@ class PoolCore {
 
   mutable std::mutex mu_;  // guards state_ and the agent fields
   State state_ = State::running;
-  std::uint64_t next_job_;                // guarded by mu_
+  std::uint64_t next_job_;  // guarded by mu_
   const std::uint64_t first_index_;
 
   // Local mode: the agent we forked, the pipe whose closing tells it we are gone, and the
@@ -66,7 +66,7 @@ class PoolCore {
   std::unique_ptr<Session> session_;
   std::unique_ptr<broker::Loop> broker_;  // local: its thread also drives session_
   std::thread broker_thread_;
-  std::unique_ptr<RemoteLink> link_;      // cluster: drives session_ over a DEALER
+  std::unique_ptr<RemoteLink> link_;  // cluster: drives session_ over a DEALER
 };
 
 }  // namespace mqpool::detail

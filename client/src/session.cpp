@@ -95,7 +95,6 @@ class SubmitBuilder {
   proto::Message msg_;
 };
 
-
 // A timed task is timed on its own, so it never joins a batch.
 bool Session::single(const Op& op) {
   return op.kind == Op::submit && op.last && op.timeout_ms == 0 && op.chunks.size() == 1 &&
@@ -247,8 +246,8 @@ std::size_t Session::take_batch(std::size_t o, SubmitBuilder& submits) {
   rec.job = std::make_shared<FanOutJob>(std::move(members));
   rec.outstanding = end - o;
   rec.last = true;
-  const proto::ChunkSpec spec{
-      batch_id, 0, static_cast<std::uint32_t>(end - o), op.fn, 0, max_retries_, true};
+  const proto::ChunkSpec spec{batch_id,     0,   static_cast<std::uint32_t>(end - o), op.fn, 0,
+                              max_retries_, true};
   keep(spec, submits.add(spec, proto::to_frame(std::move(args))));
   return end - o;
 }

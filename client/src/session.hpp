@@ -8,8 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,8 +20,8 @@
 #include <zmq.hpp>
 
 #include "broker/local_client.hpp"
-#include "mqpool/detail/job.hpp"
 #include "common/protocol.hpp"
+#include "mqpool/detail/job.hpp"
 
 namespace mqpool::detail {
 
@@ -70,8 +70,7 @@ class Session final : public broker::LocalClient {
   // Runs the driver's loop on the calling thread under the one policy for a driver
   // thread: if `loop` throws, the cause is logged and the session breaks down with an
   // error of `code` saying "<failed>: <cause>". Never throws, never ends the process.
-  void drive(const std::function<void()>& loop, ErrorCode code,
-             const std::string& failed) noexcept;
+  void drive(const std::function<void()>& loop, ErrorCode code, const std::string& failed) noexcept;
   // The driver's thread is ending on a failure: every task without an outcome, queued
   // ones included, fails with `e`, and from now on submit() throws PoolStateError with
   // its message. Called on the driver's thread, as its last act.
@@ -123,7 +122,7 @@ class Session final : public broker::LocalClient {
   std::uint32_t max_retries_;
   bool coalesce_;
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // the driver only (see above)
-  std::atomic<std::size_t> open_jobs_{0};            // jobs_.size(), for any thread
+  std::atomic<std::size_t> open_jobs_{0};           // jobs_.size(), for any thread
   std::vector<Op> ops_taken_;                       // the driver only (see above)
   std::uint64_t next_batch_ = 0;                    // the driver only (see above)
   bool keep_sent_;

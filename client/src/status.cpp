@@ -7,9 +7,9 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/protocol.hpp"
 #include "mqpool/cluster.hpp"
 #include "mqpool/errors.hpp"
-#include "common/protocol.hpp"
 
 namespace mqpool {
 

@@ -20,7 +20,8 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
 // Large buffers: a mapping of whole huge pages at a 2 MiB-aligned address (over-map,
 // then unmap the slack on either side).
 char* map_huge(std::size_t bytes) {
-  void* raw = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* raw =
+      mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   const auto start = reinterpret_cast<std::uintptr_t>(raw);
   const auto aligned = round_up(start, kHugePage);

@@ -33,6 +33,50 @@ void set_int(msgpack::object& o, std::int64_t v) {
     o.via.i64 = v;
   }
 }
+
+// The integers whose width follows the tag (0xcc-0xd3), for next_scalar: `need(n)` checks
+// and consumes the tag and n bytes. False, consuming nothing, for any other tag.
+template <class Need>
+bool next_sized_int(unsigned char c, const char* p, Need& need, msgpack::object& o) {
+  switch (c) {
+    case 0xcc:
+      need(1);
+      set_int(o, static_cast<std::uint8_t>(*p));
+      break;
+    case 0xcd:
+      need(2);
+      set_int(o, load_be<std::uint16_t>(p));
+      break;
+    case 0xce:
+      need(4);
+      set_int(o, load_be<std::uint32_t>(p));
+      break;
+    case 0xcf:
+      need(8);
+      o.type = msgpack::type::POSITIVE_INTEGER;
+      o.via.u64 = load_be<std::uint64_t>(p);
+      break;
+    case 0xd0:
+      need(1);
+      set_int(o, static_cast<std::int8_t>(*p));
+      break;
+    case 0xd1:
+      need(2);
+      set_int(o, load_be<std::int16_t>(p));
+      break;
+    case 0xd2:
+      need(4);
+      set_int(o, load_be<std::int32_t>(p));
+      break;
+    case 0xd3:
+      need(8);
+      set_int(o, load_be<std::int64_t>(p));
+      break;
+    default:
+      return false;
+  }
+  return true;
+}
 }  // namespace
 
 // Decodes one scalar (integer, float, bool, nil) without msgpack's general parser or
@@ -53,19 +97,28 @@ bool Reader::next_scalar(msgpack::object& o) {
     need(0);
   } else {
     switch (c) {
-      case 0xc0: o.type = msgpack::type::NIL; need(0); break;
-      case 0xc2: case 0xc3: o.type = msgpack::type::BOOLEAN; o.via.boolean = c == 0xc3; need(0); break;
-      case 0xcc: need(1); set_int(o, static_cast<std::uint8_t>(*p)); break;
-      case 0xcd: need(2); set_int(o, load_be<std::uint16_t>(p)); break;
-      case 0xce: need(4); set_int(o, load_be<std::uint32_t>(p)); break;
-      case 0xcf: need(8); o.type = msgpack::type::POSITIVE_INTEGER; o.via.u64 = load_be<std::uint64_t>(p); break;
-      case 0xd0: need(1); set_int(o, static_cast<std::int8_t>(*p)); break;
-      case 0xd1: need(2); set_int(o, load_be<std::int16_t>(p)); break;
-      case 0xd2: need(4); set_int(o, load_be<std::int32_t>(p)); break;
-      case 0xd3: need(8); set_int(o, load_be<std::int64_t>(p)); break;
-      case 0xca: need(4); o.type = msgpack::type::FLOAT32; o.via.f64 = std::bit_cast<float>(load_be<std::uint32_t>(p)); break;
-      case 0xcb: need(8); o.type = msgpack::type::FLOAT64; o.via.f64 = std::bit_cast<double>(load_be<std::uint64_t>(p)); break;
-      default: return false;
+      case 0xc0:
+        o.type = msgpack::type::NIL;
+        need(0);
+        break;
+      case 0xc2:
+      case 0xc3:
+        o.type = msgpack::type::BOOLEAN;
+        o.via.boolean = c == 0xc3;
+        need(0);
+        break;
+      case 0xca:
+        need(4);
+        o.type = msgpack::type::FLOAT32;
+        o.via.f64 = std::bit_cast<float>(load_be<std::uint32_t>(p));
+        break;
+      case 0xcb:
+        need(8);
+        o.type = msgpack::type::FLOAT64;
+        o.via.f64 = std::bit_cast<double>(load_be<std::uint64_t>(p));
+        break;
+      default:
+        return next_sized_int(c, p, need, o);
     }
   }
   return true;
@@ -177,8 +230,8 @@ msgpack::object unpack_whole(msgpack::zone& zone, const void* data, std::size_t 
   msgpack::object obj;
   try {
     bool referenced = false;
-    obj = msgpack::unpack(zone, static_cast<const char*>(data), size, off, referenced, reference_all,
-                          nullptr, limits_for(size));
+    obj = msgpack::unpack(zone, static_cast<const char*>(data), size, off, referenced,
+                          reference_all, nullptr, limits_for(size));
   } catch (const std::exception& e) {
     throw SerializationError(std::string("malformed msgpack: ") + e.what());
   }
@@ -206,17 +259,26 @@ namespace {
 
 const char* kind_of(const msgpack::object& o) {
   switch (o.type) {
-    case msgpack::type::NIL: return "nil";
-    case msgpack::type::BOOLEAN: return "boolean";
+    case msgpack::type::NIL:
+      return "nil";
+    case msgpack::type::BOOLEAN:
+      return "boolean";
     case msgpack::type::POSITIVE_INTEGER:
-    case msgpack::type::NEGATIVE_INTEGER: return "integer";
+    case msgpack::type::NEGATIVE_INTEGER:
+      return "integer";
     case msgpack::type::FLOAT32:
-    case msgpack::type::FLOAT64: return "float";
-    case msgpack::type::STR: return "string";
-    case msgpack::type::BIN: return "binary";
-    case msgpack::type::ARRAY: return "array";
-    case msgpack::type::MAP: return "map";
-    case msgpack::type::EXT: return "extension";
+    case msgpack::type::FLOAT64:
+      return "float";
+    case msgpack::type::STR:
+      return "string";
+    case msgpack::type::BIN:
+      return "binary";
+    case msgpack::type::ARRAY:
+      return "array";
+    case msgpack::type::MAP:
+      return "map";
+    case msgpack::type::EXT:
+      return "extension";
   }
   return "unknown object";
 }

@@ -18,6 +18,8 @@ const std::string& hostname() {
 
 std::string host_pid() { return hostname() + ":" + std::to_string(getpid()); }
 
-int default_processes() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+int default_processes() {
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 }  // namespace mqpool::detail

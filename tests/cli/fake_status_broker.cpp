@@ -9,8 +9,8 @@
 #include <string>
 #include <zmq.hpp>
 
-#include "mqpool/status.hpp"
 #include "common/protocol.hpp"
+#include "mqpool/status.hpp"
 
 namespace {
 

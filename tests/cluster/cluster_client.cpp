@@ -89,7 +89,9 @@ std::string fmt_seconds(double s) {
 class Tally {
  public:
   Tally(const Options& o, int job)
-      : o_(o), job_(job), first_(static_cast<std::int64_t>(job - 1) * o.n),
+      : o_(o),
+        job_(job),
+        first_(static_cast<std::int64_t>(job - 1) * o.n),
         seen_(static_cast<std::size_t>(o.n), 0) {}
 
   std::int64_t first() const { return first_; }
@@ -109,8 +111,8 @@ class Tally {
       return;
     }
     if (square != i * i) {
-      problem("wrong value for i=" + std::to_string(i) + ": " + std::to_string(square) +
-              " from " + host);
+      problem("wrong value for i=" + std::to_string(i) + ": " + std::to_string(square) + " from " +
+              host);
       ++wrong_;
       return;
     }
@@ -128,9 +130,9 @@ class Tally {
     }
     ++distinct_;
     ++hosts_[host];
-    say("progress " + std::to_string(distinct_) + "/" + std::to_string(o_.n) + " i=" +
-        std::to_string(i) + " host=" + host + " pid=" + std::to_string(pid) + " job=" +
-        std::to_string(job_));
+    say("progress " + std::to_string(distinct_) + "/" + std::to_string(o_.n) +
+        " i=" + std::to_string(i) + " host=" + host + " pid=" + std::to_string(pid) +
+        " job=" + std::to_string(job_));
   }
 
   void error(std::int64_t submitted, const std::string& what) {
@@ -168,8 +170,8 @@ class Tally {
     const bool ok = distinct_ == o_.n && errors_ == 0 && duplicates_ == 0 && wrong_ == 0 &&
                     unexpected_ == 0 && static_cast<int>(hosts_.size()) >= o_.min_hosts;
     std::ostringstream s;
-    s << "job " << job_ << ": " << (ok ? "OK" : "FAILED") << " results=" << distinct_ << "/"
-      << o_.n << " errors=" << errors_ << " duplicates=" << duplicates_ << " wrong=" << wrong_
+    s << "job " << job_ << ": " << (ok ? "OK" : "FAILED") << " results=" << distinct_ << "/" << o_.n
+      << " errors=" << errors_ << " duplicates=" << duplicates_ << " wrong=" << wrong_
       << " unexpected_hosts=" << unexpected_ << " hosts=" << hosts_.size()
       << " min_hosts=" << o_.min_hosts << " seconds=" << fmt_seconds(secs);
     if (!ok && distinct_ != o_.n) s << " missing=" << missing_locked();
@@ -333,8 +335,7 @@ int main(int argc, char** argv) {
   app.add_option("--ms", o.ms, "CPU milliseconds per task")->check(CLI::NonNegativeNumber);
   app.add_option("--jobs", o.jobs, "jobs run one after another in the same pool")
       ->check(CLI::PositiveNumber);
-  app.add_flag("--hold", o.hold,
-               "before each job (after --wait-hosts), wait for a line on stdin");
+  app.add_flag("--hold", o.hold, "before each job (after --wait-hosts), wait for a line on stdin");
   app.add_option("--mode", o.mode, "imap (imap_unordered) or apply (apply_async)")
       ->check(CLI::IsMember({"imap", "apply"}));
   app.add_option("--chunksize", o.chunksize, "imap_unordered chunksize")
@@ -356,9 +357,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const auto t0 = Clock::now();
-  Watchdog watchdog(t0 + std::chrono::duration_cast<Clock::duration>(
-                             std::chrono::duration<double>(o.deadline)),
-                    o.label);
+  Watchdog watchdog(
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.deadline)),
+      o.label);
   std::vector<std::unique_ptr<Tally>> tallies;
   bool all_ok = true;
   try {
@@ -414,7 +415,7 @@ int main(int argc, char** argv) {
     fail_now("summary: FAILED label=" + o.label + " exception: " + e.what(), 1);
   }
   say(std::string("summary: ") + (all_ok ? "OK" : "FAILED") + " label=" + o.label +
-      " jobs=" + std::to_string(o.jobs) + " n=" + std::to_string(o.n) + " seconds=" +
-      fmt_seconds(seconds_since(t0)));
+      " jobs=" + std::to_string(o.jobs) + " n=" + std::to_string(o.n) +
+      " seconds=" + fmt_seconds(seconds_since(t0)));
   return all_ok ? 0 : 1;
 }

@@ -2,12 +2,12 @@
 // cluster.work({i, ms}) burns `ms` milliseconds of this thread's CPU and answers
 // {i, i * i, hostname, pid}: the client checks the value and learns which host (each
 // worker host of the test has its own UTS namespace, so its own hostname) served it.
+#include "tasks.hpp"
+
 #include <time.h>
 #include <unistd.h>
 
 #include <climits>
-
-#include "tasks.hpp"
 
 namespace {
 

@@ -2,7 +2,6 @@
 // (this binary in their roles, main.cpp) over ipc endpoints in a private directory.
 // The same cases across real hosts are tests/cluster/ (network namespaces).
 #include <mqpool/mqpool.hpp>
-
 #include <zmq.hpp>
 
 #include "common.hpp"

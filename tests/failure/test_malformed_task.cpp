@@ -5,8 +5,8 @@
 #include <zmq.hpp>
 
 #include "common.hpp"
-#include "mqpool/codec.hpp"
 #include "common/protocol.hpp"
+#include "mqpool/codec.hpp"
 
 namespace ftest {
 namespace {

@@ -1,8 +1,9 @@
 // No exception escapes the client's threads (issue 11, item 2): a fault on the local
 // broker thread or on a cluster pool's link thread fails every outstanding task with its
 // cause, the pool refuses new work, and close()/join() return (the link thread's case
-// and EINTR on a send are in test_cluster.cpp). Without that policy the exception reached std::terminate and took the
-// program down. The faults come from fault points (common/internal/common/fault.hpp).
+// and EINTR on a send are in test_cluster.cpp). Without that policy the exception reached
+// std::terminate and took the program down. The faults come from fault points
+// (common/internal/common/fault.hpp).
 #include <mqpool/mqpool.hpp>
 
 #include "common.hpp"
@@ -68,8 +69,8 @@ TEST(ThreadFaults, AFailedLocalBrokerThreadFailsEveryOutstandingTaskWithItsCause
   Hook hook(broker_loop_fault);
   mqpool::Pool pool(mqpool::PoolOptions{.processes = 1});
   TerminateOnExit guard{pool};
-  auto running = pool.apply_async(pid_then_wait, dir.file("p0"), dir.file("gate"),
-                                  std::int64_t{60000});
+  auto running =
+      pool.apply_async(pid_then_wait, dir.file("p0"), dir.file("gate"), std::int64_t{60000});
   ASSERT_TRUE(await_pid_pair(dir.file("p0")));
   hook.arm(1);
   // Work in flight: this call wakes the broker's thread, which meets the fault.

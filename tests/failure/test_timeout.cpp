@@ -44,8 +44,8 @@ TEST(TaskTimeout, AMinuteLongTaskFailsPromptlyAndTheNextTaskRunsOnAOneProcessPoo
 // (Loop::dispatch_on_submitter), so only the broker's own deadline can end it in time.
 TEST(TaskTimeout, TheLimitHoldsWhenNoOtherEventWakesTheBroker) {
   TempDir dir;
-  mqpool::Pool pool(mqpool::PoolOptions{
-      .processes = 1, .task_timeout = 300ms, .heartbeat_interval = 20s});
+  mqpool::Pool pool(
+      mqpool::PoolOptions{.processes = 1, .task_timeout = 300ms, .heartbeat_interval = 20s});
   const std::string d = subdir(dir, "stuck");
   // A few round trips first, so that the executor's start-up messages (READY, its first
   // heartbeat) are behind us and the broker's thread is asleep when the task comes.

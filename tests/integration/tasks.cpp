@@ -1,7 +1,5 @@
 #include "tasks.hpp"
 
-#include "helpers.hpp"
-
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -12,6 +10,8 @@
 #include <mqpool/mqpool.hpp>
 #include <sstream>
 #include <thread>
+
+#include "helpers.hpp"
 
 namespace itest {
 namespace {

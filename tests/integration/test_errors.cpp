@@ -209,8 +209,9 @@ TEST(Remote, AWrongResultTypeNamesTheTaskAndBothTypes) {
   // An integer result type takes the fast path first; what does not fit falls back to
   // the general one, and says so in the same words.
   const mqpool::Remote<std::uint8_t(std::int64_t)> too_small{"square"};
-  EXPECT_EQ(serialization_message([&] { pool.apply_async(too_small, std::int64_t{100}).get(kLong); }),
-            "task 'square' returned a msgpack integer, which does not convert to unsigned char");
+  EXPECT_EQ(
+      serialization_message([&] { pool.apply_async(too_small, std::int64_t{100}).get(kLong); }),
+      "task 'square' returned a msgpack integer, which does not convert to unsigned char");
   EXPECT_EQ(bounded(kLong, "apply", [&] { return pool.apply(square, std::int64_t{2}); }), 4);
 }
 

@@ -22,8 +22,9 @@ TEST(Exec, ReturnsExitCodeOutputAndErrorOfTheCommand) {
 TEST(Exec, LargeOutputOnBothStreamsDoesNotDeadlock) {
   mqpool::Pool pool(1);
   // 1 MiB on each stream: more than a pipe holds, so both must be read as they fill.
-  auto r = pool.apply_async(mqpool::exec_task,
-                            Argv{"sh", "-c", "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2"});
+  auto r = pool.apply_async(
+      mqpool::exec_task,
+      Argv{"sh", "-c", "head -c 1048576 /dev/zero; head -c 1048576 /dev/zero >&2"});
   const auto [code, out, err] = r.get(kLong);
   EXPECT_EQ(code, 0);
   EXPECT_EQ(out.size(), 1048576u);
@@ -32,14 +33,16 @@ TEST(Exec, LargeOutputOnBothStreamsDoesNotDeadlock) {
 
 TEST(Exec, ACommandThatCannotStartGives127AndSaysWhy) {
   mqpool::Pool pool(1);
-  const auto [code, out, err] = pool.apply_async(mqpool::exec_task, Argv{"/nonexistent/cmd"}).get(kLong);
+  const auto [code, out, err] =
+      pool.apply_async(mqpool::exec_task, Argv{"/nonexistent/cmd"}).get(kLong);
   EXPECT_EQ(code, 127);
   EXPECT_NE(err.find("/nonexistent/cmd"), std::string::npos) << err;
 }
 
 TEST(Exec, AKilledCommandGives128PlusTheSignal) {
   mqpool::Pool pool(1);
-  const auto [code, out, err] = pool.apply_async(mqpool::exec_task, Argv{"sh", "-c", "kill -9 $$"}).get(kLong);
+  const auto [code, out, err] =
+      pool.apply_async(mqpool::exec_task, Argv{"sh", "-c", "kill -9 $$"}).get(kLong);
   EXPECT_EQ(code, 128 + 9);
 }
 

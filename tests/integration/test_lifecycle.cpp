@@ -1,9 +1,9 @@
 // Pool construction, close, terminate, join, the destructor, and worker processes.
-#include <mqpool/mqpool.hpp>
 #include <sched.h>
 
 #include <filesystem>
 #include <fstream>
+#include <mqpool/mqpool.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -225,7 +225,8 @@ TEST(Pool, SeveralPoolsInOneProcess) {
 // process, by thread name.
 std::multiset<std::pair<std::string, int>> thread_policies(std::int64_t pid) {
   std::multiset<std::pair<std::string, int>> out;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+  for (const auto& t :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
     std::ifstream in(t.path() / "stat");
     std::string stat((std::istreambuf_iterator<char>(in)), {});
     const auto open = stat.find('('), close = stat.rfind(')');

@@ -2,15 +2,14 @@
 // behind. The counters start just below their old 32-bit limits (test_hooks.hpp), so
 // that real work crosses them in a few calls instead of billions.
 #include <mqpool/mqpool.hpp>
-
 #include <numeric>
 #include <ranges>
 #include <stdexcept>
 
-#include "helpers.hpp"
 #include "client/src/pool_core.hpp"
-#include "tasks.hpp"
 #include "client/src/test_hooks.hpp"
+#include "helpers.hpp"
+#include "tasks.hpp"
 
 namespace mqpool::detail {
 struct PoolInternals {

@@ -58,9 +58,9 @@ class Simulation {
       client_ids_.push_back("client-" + std::to_string(c));
       client_index_[client_ids_.back()] = c;
       seen_[c].assign(o.chunks / o.clients + 1, 0);
-      core_.on_client(proto::make(Cmd::hello, proto::Hello{c, client_ids_.back(), 1000, 3},
-                                  client_ids_.back()),
-                      now_);
+      core_.on_client(
+          proto::make(Cmd::hello, proto::Hello{c, client_ids_.back(), 1000, 3}, client_ids_.back()),
+          now_);
     }
     constexpr std::size_t kPerAgent = 16;  // executors per simulated host
     for (std::size_t i = 0; i < executors; ++i) {
@@ -68,9 +68,10 @@ class Simulation {
       const auto pid = static_cast<std::uint32_t>(i + 1000);
       if (i % kPerAgent == 0)
         timed([&] {
-          core_.on_worker(proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host", {"fn"}, 1, 1000, 3},
-                                      proto::agent_id(agent)),
-                          now_);
+          core_.on_worker(
+              proto::make(Cmd::agent_hello, proto::AgentHello{agent, 1, "host", {"fn"}, 1, 1000, 3},
+                          proto::agent_id(agent)),
+              now_);
         });
       timed([&] {
         core_.on_worker(
@@ -80,7 +81,7 @@ class Simulation {
       });
     }
     (void)core_.take_outbox();  // the WELCOMEs
-    f_ = Figures{};  // joining is not dispatch
+    f_ = Figures{};             // joining is not dispatch
     broker_ = Clock::duration::zero();
   }
 

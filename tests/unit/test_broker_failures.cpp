@@ -291,7 +291,8 @@ namespace {
 TEST(BrokerExecutorLoss, ADeathInsideABundleCountsAgainstNoneButSplitsThemAll) {
   Harness h;
   h.teach_cheap();
-  h.submit("c1", {chunk(0, 2, 0, /*max_retries=*/0), chunk(2, 2, 0, 0)}, {int_args(0, 2), int_args(2, 2)});
+  h.submit("c1", {chunk(0, 2, 0, /*max_retries=*/0), chunk(2, 2, 0, 0)},
+           {int_args(0, 2), int_args(2, 2)});
   h.submit_singles("c1", 10, 200, 0, 0);  // a deep queue, so the two chunks travel as one bundle
   h.ready(1, 100, 1);
   auto sent = h.take();

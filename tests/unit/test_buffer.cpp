@@ -1,8 +1,9 @@
 // detail::Buffer, the bytes of an outgoing frame: contents survive growth from a small
 // malloc'd buffer into a huge-page mapping, large buffers start at a 2 MiB boundary, and
 // a released buffer is freed by ZeroMQ through to_frame. BufferArena's buffers share
-// blocks that are unmapped with the last of them, and keep their bytes wherever they go. Also the large-payload decode
-// path (huge_capacity + prefer_huge_pages), which must return exactly the bytes sent.
+// blocks that are unmapped with the last of them, and keep their bytes wherever they go. Also the
+// large-payload decode path (huge_capacity + prefer_huge_pages), which must return exactly the
+// bytes sent.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -11,9 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "common/protocol.hpp"
 #include "mqpool/buffer.hpp"
 #include "mqpool/codec.hpp"
-#include "common/protocol.hpp"
 
 namespace {
 
@@ -73,7 +74,8 @@ bool mapped(const void* p) {
 }
 
 const char* block_of(const Buffer& b) {
-  return reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(b.data()) / (2 << 20) * (2 << 20));
+  return reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(b.data()) / (2 << 20) *
+                                       (2 << 20));
 }
 
 TEST(BufferArena, BuffersAfterTheFirstShareABlockAndKeepTheirBytes) {

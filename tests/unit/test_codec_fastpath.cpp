@@ -120,9 +120,28 @@ TEST(CodecFastPath, TruncatedScalarsAndShortTuplesThrow) {
 // pack_integer and Reader::next_integer, the integer fast path of map's arguments and
 // results: the same bytes as msgpack's packer at every width boundary, the same values
 // back, and nothing consumed for what does not fit.
-const std::int64_t kIntegerEdges[] = {0, 1, 31, 32, 127, 128, 255, 256, 65535, 65536,
-                                      4294967295LL, 4294967296LL, INT64_MAX, -1, -32, -33,
-                                      -128, -129, -32768, -32769, INT32_MIN, INT32_MIN - 1LL,
+const std::int64_t kIntegerEdges[] = {0,
+                                      1,
+                                      31,
+                                      32,
+                                      127,
+                                      128,
+                                      255,
+                                      256,
+                                      65535,
+                                      65536,
+                                      4294967295LL,
+                                      4294967296LL,
+                                      INT64_MAX,
+                                      -1,
+                                      -32,
+                                      -33,
+                                      -128,
+                                      -129,
+                                      -32768,
+                                      -32769,
+                                      INT32_MIN,
+                                      INT32_MIN - 1LL,
                                       INT64_MIN};
 
 TEST(CodecFastPath, PackIntegerWritesWhatMsgpackWrites) {

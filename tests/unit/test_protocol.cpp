@@ -85,8 +85,8 @@ TEST(ProtocolHeaders, ReadyHelloExitedKill) {
   EXPECT_EQ(ready.credit, 4u);
   EXPECT_EQ(ready.max_bundle, 16u);
 
-  const auto hello = proto::decode<proto::AgentHello>(
-      proto::make(Cmd::agent_hello, proto::AgentHello{std::uint64_t{1} << 63, 99, "h", {"t"}, 2, 1000, 3}));
+  const auto hello = proto::decode<proto::AgentHello>(proto::make(
+      Cmd::agent_hello, proto::AgentHello{std::uint64_t{1} << 63, 99, "h", {"t"}, 2, 1000, 3}));
   EXPECT_EQ(hello.agent, std::uint64_t{1} << 63);
   EXPECT_EQ(hello.pid, 99u);
   EXPECT_EQ(hello.host, "h");
@@ -179,7 +179,11 @@ TEST(ProtocolFastHeaders, GiveWayOnAnythingElseAndDecodeStillDecides) {
   };
   // Valid but unusual encodings, which the generic path accepts: the name as bin instead
   // of str, and a spec with five fields (the sixth keeps its default).
-  const std::string bin_name("\x91\x96\x00\x01\x02\xc4\x02" "ab" "\x00\x00", 11);
+  const std::string bin_name(
+      "\x91\x96\x00\x01\x02\xc4\x02"
+      "ab"
+      "\x00\x00",
+      11);
   EXPECT_FALSE(fast_ok(bin_name));
   const auto a = proto::decode<std::vector<proto::ChunkSpec>>(with_header(bin_name));
   ASSERT_EQ(a.size(), 1u);
@@ -195,16 +199,17 @@ TEST(ProtocolFastHeaders, GiveWayOnAnythingElseAndDecodeStillDecides) {
   // Malformed or hostile: refused by the fast path, then by decode() with an error.
   for (const std::string& raw : {
            std::string("\x91\x96\x00\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa1x\x00\x00",
-                       17),                                            // count beyond uint32
-           std::string("\x91\x96\x00\xff\x01\xa1x\x00\x00", 9),        // negative seq
-           std::string("\x91\x96\xff\x00\x01\xa1x\x00\x00", 9),        // negative job
-           std::string("\xdd\xff\xff\xff\xff"),                       // 4 G chunks in 5 bytes
-           std::string("\x91\x96\x00\x01\x01\xa5x\x00\x00", 9),        // name longer than the bytes left
+                       17),                                      // count beyond uint32
+           std::string("\x91\x96\x00\xff\x01\xa1x\x00\x00", 9),  // negative seq
+           std::string("\x91\x96\xff\x00\x01\xa1x\x00\x00", 9),  // negative job
+           std::string("\xdd\xff\xff\xff\xff"),                  // 4 G chunks in 5 bytes
+           std::string("\x91\x96\x00\x01\x01\xa5x\x00\x00", 9),  // name longer than the bytes left
            std::string("\x91\x96\x00\x01\x01\xa1x\x00\x00\x00", 10),  // a trailing byte
        }) {
     SCOPED_TRACE(::testing::PrintToString(raw));
     EXPECT_FALSE(fast_ok(raw));
-    EXPECT_THROW(proto::decode<std::vector<proto::ChunkSpec>>(with_header(raw)), SerializationError);
+    EXPECT_THROW(proto::decode<std::vector<proto::ChunkSpec>>(with_header(raw)),
+                 SerializationError);
   }
 }
 

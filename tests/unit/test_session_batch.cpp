@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "mqpool/detail/jobs.hpp"
 #include "client/src/session.hpp"
+#include "mqpool/detail/jobs.hpp"
 
 namespace {
 
@@ -65,9 +65,10 @@ TEST(SessionBatch, CallsThatWaitTogetherTravelAsOneChunkAndEachOutcomeFindsItsCa
   // The broker answers the middle call alone first (a piece), then the other two.
   auto answer = [&](std::uint64_t first, std::vector<std::int64_t> values,
                     std::vector<std::pair<std::uint32_t, mqpool::WireError>> errors) {
-    proto::Message r = proto::make(
-        proto::Cmd::result,
-        std::vector<proto::ResultSpec>{{specs[0].job, specs[0].seq + first, static_cast<std::uint32_t>(values.size())}});
+    proto::Message r =
+        proto::make(proto::Cmd::result,
+                    std::vector<proto::ResultSpec>{{specs[0].job, specs[0].seq + first,
+                                                    static_cast<std::uint32_t>(values.size())}});
     r.frames.push_back(proto::encode_errors(errors));
     Buffer v;
     mqpool::detail::Packer packer(v);

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "mqpool/detail/jobs.hpp"
 #include "client/src/session.hpp"
+#include "mqpool/detail/jobs.hpp"
 
 namespace {
 

@@ -18,8 +18,8 @@
 #include "common/fork_clean.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
-#include "mqpool/registry.hpp"
 #include "common/protocol.hpp"
+#include "mqpool/registry.hpp"
 
 namespace mqpool::worker {
 

@@ -61,7 +61,8 @@ std::tuple<int, std::string, std::string> exec_command(std::vector<std::string> 
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     execvp(args[0], args.data());
-    const std::string msg = "mqpool.exec: cannot run " + argv[0] + ": " + std::strerror(errno) + "\n";
+    const std::string msg =
+        "mqpool.exec: cannot run " + argv[0] + ": " + std::strerror(errno) + "\n";
     (void)!write(STDERR_FILENO, msg.data(), msg.size());
     _exit(127);
   }

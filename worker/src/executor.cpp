@@ -11,12 +11,12 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "worker/agent.hpp"
 #include "common/fault.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
-#include "mqpool/registry.hpp"
 #include "common/protocol.hpp"
+#include "mqpool/registry.hpp"
+#include "worker/agent.hpp"
 
 namespace mqpool::worker {
 

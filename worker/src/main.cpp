@@ -10,13 +10,13 @@
 #include <stdexcept>
 #include <thread>
 
-#include "worker/agent.hpp"
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
+#include "worker/agent.hpp"
 
 namespace mqpool {
 

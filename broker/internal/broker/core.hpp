@@ -230,8 +230,8 @@ class BrokerCore {
   std::unordered_map<std::string, Clock::duration> cost_;
   // Executors (pids) to kill, by agent, for agents that have not said hello yet.
   std::unordered_map<std::uint64_t, std::unordered_set<std::uint32_t>> owed_kills_;
-  TimePoint disconnected_at_{};         // the last disconnect the socket reported
-  std::size_t probes_done_ = SIZE_MAX;  // of its later probes (kReprobes); none: all done
+  TimePoint disconnected_at_{};              // the last disconnect the socket reported
+  std::size_t probes_done_ = SIZE_MAX;       // of its later probes (kReprobes); none: all done
   TimePoint next_sweep_ = TimePoint::max();  // when the next silent peer may expire
   std::vector<Outgoing> outbox_;
   Counters counters_;

@@ -70,7 +70,7 @@ class Loop {
   proto::Receiver from_workers_{"broker", "a worker", &core_.mutable_counters().malformed,
                                 proto::Receiver::Others::drop};
   TimePoint wake_at_ = TimePoint::max();  // when the loop's thread next wakes by itself
-  bool failed_ = false;                    // run() ended with an exception
+  bool failed_ = false;                   // run() ended with an exception
   std::vector<proto::Message> held_;      // results made by a submitter, for the loop to deliver
 };
 

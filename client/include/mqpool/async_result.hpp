@@ -65,7 +65,8 @@ class ResultState {
   T take() {
     std::lock_guard lock(mu_);
     if (error_) std::rethrow_exception(error_);
-    if constexpr (!std::is_void_v<T>) return std::move(*value_);  // NOLINT(bugprone-unchecked-optional-access)
+    if constexpr (!std::is_void_v<T>)
+      return std::move(*value_);  // NOLINT(bugprone-unchecked-optional-access)
   }
 
  private:

@@ -13,12 +13,12 @@ namespace mqpool {
 // Every field has a default member initializer, so that designated initializers that
 // name only some fields compile cleanly under -Wextra (GCC's missing-field-initializers).
 struct PoolOptions {
-  int processes = 0;        // local worker processes; 0 = hardware_concurrency()
-  std::string connect{};    // empty: local pool with an embedded broker; else broker endpoint
-  int maxtasksperchild = 0; // replace a local worker process after this many chunks; 0 = never
-  std::function<void()> initializer{};  // run once in each local worker process
+  int processes = 0;         // local worker processes; 0 = hardware_concurrency()
+  std::string connect{};     // empty: local pool with an embedded broker; else broker endpoint
+  int maxtasksperchild = 0;  // replace a local worker process after this many chunks; 0 = never
+  std::function<void()> initializer{};        // run once in each local worker process
   std::chrono::milliseconds task_timeout{0};  // per-task limit; 0 = none
-  int max_retries = 2;      // dispatches after a worker death before WorkerLostError
+  int max_retries = 2;  // dispatches after a worker death before WorkerLostError
   // Beyond the fields of Python's Pool: Paranoid Pirate timing. A worker process silent for
   // interval * liveness (stopped, hung, its host gone) is lost; its tasks are retried.
   std::chrono::milliseconds heartbeat_interval{1000};
@@ -42,7 +42,7 @@ struct Callbacks<void> {
 };
 
 template <class R>
-struct MapOptions {  // for map_async / starmap_async
+struct MapOptions {   // for map_async / starmap_async
   int chunksize = 0;  // 0 = automatic; < 0: std::invalid_argument
   std::function<void(const std::vector<R>&)> callback{};
   std::function<void(const Error&)> error_callback{};

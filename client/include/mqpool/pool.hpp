@@ -152,8 +152,8 @@ class Pool {
   AsyncResult<detail::result_of_t<F>> apply_async(const F& f, std::tuple<A...> args,
                                                   Callbacks<detail::result_of_t<F>> cb) {
     using R = detail::result_of_t<F>;
-    return submit_one<R>(f, std::make_from_tuple<typename detail::TaskRef<F>::Args>(std::move(args)),
-                         std::move(cb));
+    return submit_one<R>(
+        f, std::make_from_tuple<typename detail::TaskRef<F>::Args>(std::move(args)), std::move(cb));
   }
 
   // f over every input, results in input order (nothing for a void f). Blocks until every
@@ -173,13 +173,14 @@ class Pool {
   template <class F, std::ranges::input_range In>
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> map_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
-    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<false>(f, std::forward<In>(inputs), std::move(opts)));
+    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(
+        submit_map<false>(f, std::forward<In>(inputs), std::move(opts)));
   }
   // As map, each input a std::tuple of arguments. Blocks; thread-safe.
   template <class F, std::ranges::input_range In>
   detail::MapResult<detail::result_of_t<F>> starmap(const F& f, In&& inputs, int chunksize = 0) {
     auto state = submit_map<true>(f, std::forward<In>(inputs),
-                                   MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
+                                  MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
     state->wait();
     return state->take();
   }
@@ -187,7 +188,8 @@ class Pool {
   template <class F, std::ranges::input_range In>
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> starmap_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
-    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(submit_map<true>(f, std::forward<In>(inputs), std::move(opts)));
+    return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(
+        submit_map<true>(f, std::forward<In>(inputs), std::move(opts)));
   }
 
   // A ResultStream of the results in input order as they become ready; reads `inputs`
@@ -280,9 +282,9 @@ class Pool {
     } else {
       // Unknown size: encode everything first (Python's map takes list(iterable) too);
       // automatic chunks are then cut by bytes only.
-      detail::ChunkWriter w(opts.chunksize > 0 ? static_cast<std::uint32_t>(opts.chunksize)
-                                               : std::uint32_t{1} << 30,
-                            cap);
+      detail::ChunkWriter w(
+          opts.chunksize > 0 ? static_cast<std::uint32_t>(opts.chunksize) : std::uint32_t{1} << 30,
+          cap);
       for (auto&& x : inputs) add(w, x);
       auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), w.next(), name);
       if (w.next() == 0) {
@@ -300,7 +302,8 @@ class Pool {
   }
 
   template <class F, class In>
-  ResultStream<detail::result_of_t<F>> stream(const F& f, In&& inputs, int chunksize, bool ordered) {
+  ResultStream<detail::result_of_t<F>> stream(const F& f, In&& inputs, int chunksize,
+                                              bool ordered) {
     using R = detail::result_of_t<F>;
     detail::check_chunksize(chunksize);
     const std::string name = detail::TaskRef<F>::name(f);

@@ -65,7 +65,9 @@ class ResultStream {
     iterator() = default;
     explicit iterator(ResultStream* s) : s_(s) { ++*this; }
     // As for any iterator, dereferencing the end is undefined: no check on the hot path.
-    const value_type& operator*() const { return *cur_; }  // NOLINT(bugprone-unchecked-optional-access)
+    const value_type& operator*() const {
+      return *cur_;
+    }  // NOLINT(bugprone-unchecked-optional-access)
     iterator& operator++() {
       cur_ = s_->next_until(std::chrono::steady_clock::time_point::max(), false);
       return *this;
@@ -100,8 +102,9 @@ class ResultStream {
       if (!job_->has_next()) {
         if (ended()) {
           if (!input_done_)  // stopped reading: the pool was joined or terminated
-            throw PoolStateError("Pool not running: this imap stream's input was not read to "
-                                 "the end before the pool stopped");
+            throw PoolStateError(
+                "Pool not running: this imap stream's input was not read to "
+                "the end before the pool stopped");
           return std::nullopt;
         }
         std::rethrow_exception(job_->failed_with);

@@ -8,11 +8,11 @@
 // other adaptors (deque, list, chrono, byte, span, ...) cost a sixth of its parse time
 // (docs/PERFORMANCE.md, "Build time"). A program that encodes one of those (through
 // mqpool::encodable<T>) includes it itself.
-#include <msgpack/object.hpp>
-#include <msgpack/pack.hpp>
-#include <msgpack/sbuffer.hpp>
-#include <msgpack/unpack.hpp>
-#include <msgpack/zone.hpp>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <map>
 #include <msgpack/adaptor/bool.hpp>
 #include <msgpack/adaptor/cpp11/array.hpp>
 #include <msgpack/adaptor/cpp11/array_char.hpp>
@@ -32,12 +32,11 @@
 #include <msgpack/adaptor/vector_bool.hpp>
 #include <msgpack/adaptor/vector_char.hpp>
 #include <msgpack/adaptor/vector_unsigned_char.hpp>
-
-#include <array>
-#include <bit>
-#include <cstddef>
-#include <cstdint>
-#include <map>
+#include <msgpack/object.hpp>
+#include <msgpack/pack.hpp>
+#include <msgpack/sbuffer.hpp>
+#include <msgpack/unpack.hpp>
+#include <msgpack/zone.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -63,9 +62,8 @@ template <class T>
 struct is_encodable_impl;
 
 template <class T>
-concept has_msgpack_define = requires(const T& v, msgpack::packer<msgpack::sbuffer>& p) {
-  v.msgpack_pack(p);
-};
+concept has_msgpack_define =
+    requires(const T& v, msgpack::packer<msgpack::sbuffer>& p) { v.msgpack_pack(p); };
 
 template <class T>
 constexpr bool is_encodable_v = is_encodable_impl<std::remove_cvref_t<T>>::value;
@@ -127,10 +125,14 @@ static_assert(std::endian::native == std::endian::little);
 // The big-endian form of u (and back): one instruction.
 template <class U>
 constexpr U swap_bytes(U u) noexcept {
-  if constexpr (sizeof(U) == 1) return u;
-  else if constexpr (sizeof(U) == 2) return __builtin_bswap16(u);
-  else if constexpr (sizeof(U) == 4) return __builtin_bswap32(u);
-  else return __builtin_bswap64(u);
+  if constexpr (sizeof(U) == 1)
+    return u;
+  else if constexpr (sizeof(U) == 2)
+    return __builtin_bswap16(u);
+  else if constexpr (sizeof(U) == 4)
+    return __builtin_bswap32(u);
+  else
+    return __builtin_bswap64(u);
 }
 
 // The big-endian T stored at p.

@@ -165,11 +165,11 @@ bool register_task(const char* name) {
 // twice makes the Pool constructor throw std::logic_error (a worker program exits with
 // code 1). What fn throws reaches the caller as TaskError (SerializationError as
 // itself): docs/API.md, Registering tasks and Errors.
-#define MQPOOL_TASK_AS(fn, name)                                                   \
-  namespace {                                                                      \
+#define MQPOOL_TASK_AS(fn, name)                                                     \
+  namespace {                                                                        \
   [[maybe_unused]] const bool MQPOOL_DETAIL_CAT(mqpool_task_registered_, __LINE__) = \
-      ::mqpool::detail::register_task<&(fn)>(name);                                \
-  }                                                                                \
+      ::mqpool::detail::register_task<&(fn)>(name);                                  \
+  }                                                                                  \
   static_assert(true, "")
 
 // Registers `fn` under its own spelling, e.g. MQPOOL_TASK(square) registers "square";

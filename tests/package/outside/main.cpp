@@ -1,9 +1,8 @@
 // Built against an installed mqpool: map a registered task on a local pool of 2.
 #include <cstdio>
 #include <exception>
-#include <vector>
-
 #include <mqpool/mqpool.hpp>
+#include <vector>
 
 int square(int x) { return x * x; }
 MQPOOL_TASK(square);

@@ -49,7 +49,8 @@ class ChunkWriter {
     if (!open_) {
       // Sized for the whole chunk up front (a few bytes per small task, up to the byte
       // cap), so a large chunk is not copied again and again as its buffer doubles.
-      const std::size_t guess = std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
+      const std::size_t guess =
+          std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
       chunks_.push_back(EncodedChunk{next_, 0, arena_.take(guess)});
       open_ = true;
     }

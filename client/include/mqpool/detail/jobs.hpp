@@ -4,9 +4,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
-#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 #include <variant>
@@ -327,7 +327,7 @@ class StreamJob final : public Job {
   }
 
   const bool ordered_;
-  const std::string task_;  // for decoding errors
+  const std::string task_;                            // for decoding errors
   std::unordered_map<std::uint64_t, Outcome> ready_;  // ordered: by task index
   std::deque<Outcome> queue_;                         // unordered: in arrival order
 };
