@@ -19,7 +19,8 @@ constexpr std::size_t kDrainBatch = 256;
 
 // Single tasks waiting together (apply_async in a loop) travel as one chunk, marked
 // `coalesced`: one record, one frame and one outcome frame per batch in the broker and
-// the executor instead of per task (apply_async_tiny: +39 %, interleaved A/B). The broker
+// the executor instead of per task (measured: docs/PERFORMANCE.md, "What each design
+// choice bought"). The broker
 // hands such a chunk out in pieces sized to the measured cost, so expensive calls still
 // spread over the executors. The batch's job hands each outcome to its caller's job.
 constexpr std::size_t kMaxCoalesced = 64;

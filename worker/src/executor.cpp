@@ -341,9 +341,9 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     zmq::context_t ctx(1);  // our own: the agent's context is never touched after fork
     // ZeroMQ's I/O thread runs as SCHED_BATCH: woken to send a DONE, it no longer
     // preempts the task that comes next on this process's main thread, but runs when a
-    // CPU is free or at the next tick. On two busy cores that wake-up preemption cost
-    // 80-140 us per task (cpu_efficiency's 10 ms tasks: 98.0 -> 98.6 %; payload_echo
-    // +35 %). A blocked main thread leaves the CPU free, so latency does not suffer.
+    // CPU is free or at the next tick: on busy cores that wake-up preemption cost every
+    // task time (measured: docs/PERFORMANCE.md, "What each design choice bought"). A
+    // blocked main thread leaves the CPU free, so latency does not suffer.
     ctx.set(zmq::ctxopt::thread_sched_policy, SCHED_BATCH);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     const auto pid = static_cast<std::uint32_t>(getpid());

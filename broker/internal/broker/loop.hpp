@@ -35,8 +35,8 @@ class Loop {
   // wake-ups and nothing is in flight, dispatches that work on the caller's thread, under
   // mu_, and returns true; otherwise (busy, work under way, or the loop must look at
   // something itself) returns false and the caller wakes the loop. This spares a lone
-  // call a thread hand-off (apply p50, interleaved A/B: 116-157 -> 106-132 us,
-  // docs/PERFORMANCE.md), and leaves a burst of calls to wait together for one take.
+  // call a thread hand-off (measured: docs/PERFORMANCE.md, "What each design choice
+  // bought"), and leaves a burst of calls to wait together for one take.
   // Results are never delivered here: callbacks run on the loop's thread only.
   bool dispatch_on_submitter();
 
