@@ -140,7 +140,7 @@ std::uint32_t error_count(const zmq::message_t& frame) {
 
 std::vector<std::pair<std::uint32_t, WireError>> decode_errors(const zmq::message_t& frame) {
   std::vector<std::pair<std::uint32_t, WireError>> out;
-  if (frame.size() == 0) return out;
+  if (frame.empty()) return out;
   auto h = detail::unpack_exact(frame.data(), frame.size());
   for (auto& r : detail::convert<std::vector<WireErrorRow>>(h.get())) {
     WireError e{static_cast<ErrorCode>(r.code), std::move(r.type), std::move(r.message),

@@ -66,8 +66,8 @@ class ResultStream {
     explicit iterator(ResultStream* s) : s_(s) { ++*this; }
     // As for any iterator, dereferencing the end is undefined: no check on the hot path.
     const value_type& operator*() const {
-      return *cur_;
-    }  // NOLINT(bugprone-unchecked-optional-access)
+      return *cur_;  // NOLINT(bugprone-unchecked-optional-access)
+    }
     iterator& operator++() {
       cur_ = s_->next_until(std::chrono::steady_clock::time_point::max(), false);
       return *this;
