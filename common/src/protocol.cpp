@@ -303,23 +303,26 @@ void Receiver::note(bool error, std::string_view what, std::string_view peer,
     detail::log().warn("{}", line);
 }
 
-void configure_router(zmq::socket_t& s) {
-  s.set(zmq::sockopt::router_mandatory, 1);
-  s.set(zmq::sockopt::router_handover, 1);
+namespace {
+// Traffic::work's limits, the same at both ends of a connection.
+void set_work_limits(zmq::socket_t& s) {
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);
   s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
+}
+}  // namespace
+
+void configure_router(zmq::socket_t& s) {
+  s.set(zmq::sockopt::router_mandatory, 1);
+  s.set(zmq::sockopt::router_handover, 1);
+  set_work_limits(s);
   s.set(zmq::sockopt::linger, 0);
 }
 
 void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
                       std::optional<int> linger_ms) {
   if (!routing_id.empty()) s.set(zmq::sockopt::routing_id, routing_id);
-  if (traffic == Traffic::work) {
-    s.set(zmq::sockopt::sndhwm, 0);
-    s.set(zmq::sockopt::rcvhwm, 0);
-    s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
-  }
+  if (traffic == Traffic::work) set_work_limits(s);
   if (linger_ms) s.set(zmq::sockopt::linger, *linger_ms);
   s.set(zmq::sockopt::reconnect_ivl_max, 5000);  // ms: the back-off's ceiling
 }
