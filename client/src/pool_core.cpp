@@ -107,6 +107,10 @@ void PoolCore::start_local() {
     } catch (const std::exception& e) {
       log().error("agent: {}", e.what());
     }
+    // The agent ends after the client: a client killed by SIGKILL cannot remove its
+    // socket folder, so the agent does (the client's own removal then finds nothing).
+    std::error_code ignored;
+    std::filesystem::remove_all(tmpdir_, ignored);
     _exit(rc);
   }
   ::close(fds[0]);

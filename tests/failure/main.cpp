@@ -4,6 +4,7 @@
 // program that makes pools while its other threads log.
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,6 +29,9 @@ namespace {
 // and waits to be killed. Exit codes: 3 = the tasks did not start in time, 4 = nobody
 // killed it within two minutes.
 int orphan_client(const std::string& dir) {
+  // The pool's socket folder goes under <dir>/tmp, where the test looks for leftovers.
+  const std::string tmp = dir + "/tmp";
+  if (::mkdir(tmp.c_str(), 0700) != 0 || ::setenv("TMPDIR", tmp.c_str(), 1) != 0) std::_Exit(5);
   mqpool::Pool pool(2);
   std::vector<mqpool::AsyncResult<std::int64_t>> running;
   for (int i = 0; i < 2; ++i)

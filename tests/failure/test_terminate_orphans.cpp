@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <mqpool/mqpool.hpp>
 
 #include "common.hpp"
@@ -114,6 +115,11 @@ TEST(NoOrphans, AClientKilledBySigkillLeavesNothingBehind) {
   // process (the subreaper) and are reaped here, so none may have a /proc entry left.
   EXPECT_TRUE(all_gone_within(pool_procs, 10s));
   expect_all_gone(pool_procs, "after the client was SIGKILLed");
+  // Nor its socket folder (mqpool-XXXXXX, under the TMPDIR the scenario set).
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir.file("tmp")))
+    left.push_back(e.path().string());
+  EXPECT_TRUE(left.empty()) << "left behind: " << left.front();
 }
 
 // README: "executors die with their agent (PR_SET_PDEATHSIG)". The agent is killed
