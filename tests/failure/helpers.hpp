@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <sstream>
@@ -38,6 +39,34 @@ inline std::set<pid_t> live_children_of(pid_t parent) {
   for (pid_t pid : children_of(parent))
     if (process_running(pid)) out.insert(pid);
   return out;
+}
+
+// Makes this process the reaper of its orphaned descendants for the scope (the pool's
+// agent, once its client dies, is re-parented here instead of to init), so that "gone"
+// can mean "no /proc entry at all", whoever init is.
+class SubreaperScope {
+ public:
+  SubreaperScope() { ok_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
+  ~SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  bool ok() const { return ok_; }
+
+ private:
+  bool ok_ = false;
+};
+
+// Whether every process in `pids` exits within `limit`. Orphans re-parented to this
+// process (the subreaper) are reaped here, so that none lingers as a zombie.
+inline bool all_gone_within(const std::set<pid_t>& pids, std::chrono::milliseconds limit) {
+  return eventually(
+      [&] {
+        bool all = true;
+        for (pid_t p : pids) {
+          ::waitpid(p, nullptr, WNOHANG);
+          all = all && !process_exists(p);
+        }
+        return all;
+      },
+      limit);
 }
 
 // "12 34": two numbers written by a task (its pid and its parent's pid).

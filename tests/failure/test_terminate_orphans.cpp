@@ -2,7 +2,6 @@
 // client process is killed"): terminate kills the executors at once; no process of a
 // pool remains after the client dies by SIGKILL, nor after the Pool is destroyed
 // normally, after terminate, or after executors crashed.
-#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <cerrno>
@@ -22,21 +21,6 @@ void expect_all_gone(const std::set<pid_t>& pids, const std::string& what) {
     EXPECT_FALSE(s.has_value()) << what << ": process " << p << " remains (state "
                                 << (s ? s->state : '?') << ", parent " << (s ? s->ppid : 0) << ")";
   }
-}
-
-// Whether every process in `pids` exits within `limit`. Orphans re-parented to this
-// process (the subreaper) are reaped here, so that none lingers as a zombie.
-bool all_gone_within(const std::set<pid_t>& pids, std::chrono::milliseconds limit) {
-  return eventually(
-      [&] {
-        bool all = true;
-        for (pid_t p : pids) {
-          ::waitpid(p, nullptr, WNOHANG);
-          all = all && !process_exists(p);
-        }
-        return all;
-      },
-      limit);
 }
 
 TEST(Terminate, KillsTheExecutorsAtOnceAndFailsUnfinishedResults) {
@@ -73,19 +57,6 @@ TEST(Terminate, KillsTheExecutorsAtOnceAndFailsUnfinishedResults) {
   }
   expect_all_gone(procs, "after the pool's destructor");
 }
-
-// Makes this process the reaper of its orphaned descendants for the scope (the pool's
-// agent, once its client dies, is re-parented here instead of to init), so that "gone"
-// can mean "no /proc entry at all", whoever init is.
-class SubreaperScope {
- public:
-  SubreaperScope() { ok_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
-  ~SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
-  bool ok() const { return ok_; }
-
- private:
-  bool ok_ = false;
-};
 
 TEST(NoOrphans, AClientKilledBySigkillLeavesNothingBehind) {
   TempDir dir;

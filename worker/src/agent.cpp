@@ -35,6 +35,13 @@ std::string describe_exit(int status) {
 
 namespace {
 
+// Kills an executor and every process in its group: the commands it started
+// (mqpool.exec) stay in it, so a killed task leaves nothing running (docs/API.md §10).
+// The executor itself too if its group could not be made (setpgid failed in both).
+void kill_group(pid_t executor) {
+  if (kill(-executor, SIGKILL) != 0) kill(executor, SIGKILL);
+}
+
 std::uint64_t random_id() {
   std::random_device rd;
   return (std::uint64_t{rd()} << 32) ^ rd() ^ static_cast<std::uint64_t>(getpid());
@@ -67,7 +74,7 @@ class Agent {
     while (!stopping_ && !(draining_ && children_.empty())) {
       const auto now = Clock::now();
       if (draining_ && now >= drain_deadline_) {
-        for (pid_t pid : children_) kill(pid, SIGKILL);  // past the grace: handed back
+        for (pid_t pid : children_) kill_group(pid);  // past the grace: handed back
         drain_deadline_ = TimePoint::max();
       }
       const auto until = std::min(next_beat_, drain_deadline_);
@@ -109,13 +116,19 @@ class Agent {
   void send(proto::Message&& m) { proto::send(*sock_, std::move(m), false); }
 
   // Through fork_clean(), as every fork of ours: ZeroMQ's threads run beside this one.
+  // Each executor leads a process group of its own, for kill_group(); both sides call
+  // setpgid, so that the group exists before either goes on, whichever runs first.
   void spawn() {
     const pid_t pid = detail::fork_clean();
     if (pid < 0) {
       detail::log().error("agent: fork failed: {}", std::strerror(errno));
       return;
     }
-    if (pid == 0) run_executor(options_, id_);  // never returns
+    if (pid == 0) {
+      setpgid(0, 0);
+      run_executor(options_, id_);  // never returns
+    }
+    setpgid(pid, pid);
     children_.insert(pid);
   }
 
@@ -148,7 +161,7 @@ class Agent {
     switch (m.cmd) {
       case proto::Cmd::kill: {
         const auto pid = static_cast<pid_t>(proto::decode<proto::Kill>(m).pid);
-        if (children_.count(pid)) kill(pid, SIGKILL);  // only ever our own children
+        if (children_.count(pid)) kill_group(pid);  // only ever our own children
         return;
       }
       case proto::Cmd::welcome:
@@ -202,6 +215,8 @@ class Agent {
   // finish the TASK they run and leave, and what they held but had not started goes
   // back to the broker (a planned exit); past the grace they are killed, and their work
   // is handed back the same way. Without one (a local pool's terminate), all die now.
+  // SIGTERM goes to the executor alone, not its group: the command it runs is part of
+  // the task that may finish, and would otherwise end at once (exit 143).
   void stop_signal() {
     if (options_.grace.count() == 0 || draining_) {
       stopping_ = true;
@@ -215,12 +230,19 @@ class Agent {
     for (pid_t pid : children_) kill(pid, SIGTERM);
   }
 
-  // Collects every child that has ended, tells the broker, and forks replacements.
+  // Collects every child that has ended, tells the broker, and forks replacements. An
+  // executor that died by itself (a crash, out of memory, an exit) may leave commands in
+  // its group: they are killed while it is still a zombie (seen with WNOWAIT), so that its
+  // pid, which names the group, cannot yet have gone to another process.
   void reap() {
-    int status = 0;
-    pid_t pid;
-    while (!children_.empty() && (pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      if (!children_.erase(pid)) continue;
+    siginfo_t info{};
+    while (!children_.empty() && waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           info.si_pid > 0) {
+      const pid_t pid = info.si_pid;
+      info.si_pid = 0;
+      if (children_.count(pid)) kill(-pid, SIGKILL);
+      int status = 0;
+      if (waitpid(pid, &status, 0) != pid || !children_.erase(pid)) continue;
       const bool planned = draining_ || (WIFEXITED(status) && WEXITSTATUS(status) == kPlannedExit);
       proto::Exited e{static_cast<std::uint32_t>(pid), describe_exit(status), planned};
       if (!planned) detail::log().info("agent: executor {} {}", pid, e.reason);
@@ -230,7 +252,7 @@ class Agent {
   }
 
   void shutdown() {
-    for (pid_t pid : children_) kill(pid, SIGKILL);
+    for (pid_t pid : children_) kill_group(pid);
     while (!children_.empty()) {
       const pid_t pid = waitpid(-1, nullptr, 0);
       if (pid < 0 && errno != EINTR) break;

@@ -51,7 +51,7 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
 }
 
 // The signals the main thread handles (restore_signals): SIGTERM from a draining agent,
-// SIGINT from a terminal.
+// SIGINT.
 sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -185,9 +185,10 @@ class Heartbeat {
   std::thread thread_;
 };
 
-// SIGTERM from a draining agent, or the terminal's Ctrl-C (SIGINT reaches the whole
-// process group): finish the TASK being run, answer it, leave. A handler rather than
-// SIG_IGN, so that the commands mqpool.exec starts get the default action back.
+// SIGTERM from a draining agent, or a SIGINT sent to this process (a terminal's Ctrl-C
+// reaches the agent only: each executor leads a process group of its own, agent.cpp):
+// finish the TASK being run, answer it, leave. A handler rather than SIG_IGN, so that
+// the commands mqpool.exec starts get the default action back (exec_task.cpp).
 volatile std::sig_atomic_t g_leave = 0;
 extern "C" void on_leave(int) { g_leave = 1; }
 

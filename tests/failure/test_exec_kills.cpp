@@ -1,0 +1,94 @@
+// A killed mqpool.exec task leaves nothing of its command running (docs/API.md §10):
+// each executor leads a process group, the command stays in it, and the agent kills the
+// whole group when it kills the executor (a time limit, terminate()) or reaps one that
+// died by itself.
+#include <mqpool/mqpool.hpp>
+#include <mqpool/worker.hpp>
+
+#include "common.hpp"
+
+namespace ftest {
+namespace {
+
+using Argv = std::vector<std::string>;
+
+// A shell that starts a background sleep, writes "<its pid> <the shell's parent>" to
+// `file` (the parent is the executor) and waits in a second sleep: a command tree of
+// which the background sleep, a grandchild of the executor, is what a kill of the
+// executor alone leaves behind.
+Argv tree(const std::string& file) {
+  return {"sh", "-c", R"(sleep 100 & echo "$! $PPID" > "$1.tmp" && mv "$1.tmp" "$1"; sleep 100)",
+          "sh", file};
+}
+
+// Ends, at the end of a test, the processes that came to this process (the subreaper)
+// because their parents died: what a broken fix leaves running. Declare it before the
+// pool, so that the pool's own processes are gone by then.
+class EndOrphans {
+ public:
+  ~EndOrphans() {
+    eventually(
+        [] {
+          const std::vector<pid_t> left = children_of_this_process();
+          for (pid_t p : left) {
+            ::kill(p, SIGKILL);  // our unreaped child: its pid cannot be another's yet
+            ::waitpid(p, nullptr, 0);
+          }
+          return left.empty();
+        },
+        kLong);
+  }
+};
+
+// The background sleep of tree(`file`), once the task has written it.
+pid_t background_of(const std::string& file) {
+  const auto p = await_pid_pair(file);
+  return p ? p->pid : 0;
+}
+
+TEST(ExecKills, ACommandPastItsTimeLimitLeavesNothingRunning) {
+  SubreaperScope reaper;
+  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
+  EndOrphans end_orphans;
+  TempDir dir;
+  mqpool::Pool pool(mqpool::PoolOptions{.processes = 1, .task_timeout = 2s});
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
+  const pid_t bg = background_of(dir.file("tree"));
+  ASSERT_GT(bg, 0) << "the command did not start in time";
+  bounded(kLong, "get() of the timed-out command",
+          [&] { EXPECT_THROW(r.get(kLong), mqpool::TimeoutError); });
+  EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
+}
+
+TEST(ExecKills, TerminateLeavesNothingOfARunningCommand) {
+  SubreaperScope reaper;
+  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
+  EndOrphans end_orphans;
+  TempDir dir;
+  mqpool::Pool pool(1);
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
+  const pid_t bg = background_of(dir.file("tree"));
+  ASSERT_GT(bg, 0) << "the command did not start in time";
+  bounded(kLong, "terminate()", [&] { pool.terminate(); });
+  EXPECT_THROW(r.get(kPrompt), mqpool::PoolStateError);
+  EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
+}
+
+TEST(ExecKills, AnExecutorKilledByItselfLeavesNothingOfItsCommand) {
+  SubreaperScope reaper;
+  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
+  EndOrphans end_orphans;
+  TempDir dir;
+  mqpool::Pool pool(mqpool::PoolOptions{.processes = 1, .max_retries = 0});
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
+  const auto p = await_pid_pair(dir.file("tree"));
+  ASSERT_TRUE(p.has_value()) << "the command did not start in time";
+  const pid_t bg = p->pid, executor = p->ppid;
+  ASSERT_EQ(::kill(executor, SIGKILL), 0);  // as the OOM killer would
+  bounded(kLong, "get() of the lost command",
+          [&] { EXPECT_THROW(r.get(kLong), mqpool::WorkerLostError); });
+  EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
+}
+
+}  // namespace
+}  // namespace ftest
