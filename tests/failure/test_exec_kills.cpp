@@ -1,7 +1,8 @@
 // A killed mqpool.exec task leaves nothing of its command running (docs/API.md §10):
 // each executor leads a process group, the command stays in it, and the agent kills the
 // whole group when it kills the executor (a time limit, terminate()) or reaps one that
-// died by itself.
+// died by itself. With the agent itself killed, the command dies with its executor
+// (PR_SET_PDEATHSIG).
 #include <mqpool/mqpool.hpp>
 #include <mqpool/worker.hpp>
 
@@ -88,6 +89,31 @@ TEST(ExecKills, AnExecutorKilledByItselfLeavesNothingOfItsCommand) {
   bounded(kLong, "get() of the lost command",
           [&] { EXPECT_THROW(r.get(kLong), mqpool::WorkerLostError); });
   EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
+}
+
+// No agent is left to kill the group: the executors die by their PDEATHSIG, and the
+// command, their child, by its own.
+TEST(ExecKills, TheCommandDiesWithItsExecutorWhenTheAgentIsKilled) {
+  SubreaperScope reaper;
+  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
+  EndOrphans end_orphans;
+  TempDir dir;
+  mqpool::Pool pool(1);
+  // The shell becomes the sleep (exec): the executor's own child.
+  auto r = pool.apply_async(
+      mqpool::exec_task,
+      Argv{"sh", "-c", R"(echo "$$ $PPID" > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 100)", "sh",
+           dir.file("child")});
+  const auto p = await_pid_pair(dir.file("child"));
+  ASSERT_TRUE(p.has_value()) << "the command did not start in time";
+  const auto executor = proc_stat(p->ppid);
+  ASSERT_TRUE(executor.has_value());
+  const pid_t agent = executor->ppid;
+  ASSERT_EQ(proc_stat(agent)->ppid, ::getpid()) << "a local pool's agent is the client's child";
+  ASSERT_EQ(::kill(agent, SIGKILL), 0);
+  EXPECT_TRUE(all_gone_within({p->pid, p->ppid}, kLong))
+      << "the command " << p->pid << " or its executor " << p->ppid << " runs on";
+  bounded(kLong, "terminate()", [&] { pool.terminate(); });  // reaps the agent
 }
 
 }  // namespace

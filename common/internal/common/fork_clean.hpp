@@ -9,7 +9,7 @@
 namespace mqpool::detail {
 
 // fork(2) for every process of ours: a local Pool's agent (PoolCore::start_local) and
-// the agent's executors (mqpool.exec's fork + exec is not one of them). Returns what
+// the agent's executors (mqpool.exec's clone + exec is not one of them). Returns what
 // fork() returns.
 //
 // The child of fork() has only the forking thread: a lock that another thread held at
