@@ -1,15 +1,18 @@
 // The `mqpool` command: CLI11 wiring only. Each subcommand delegates to the library
-// (broker, worker) or to its own file (bench.cpp, status.cpp).
+// (broker, worker) or to its own file (bench.cpp, run.cpp, status.cpp).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
 #include <iostream>
 #include <mqpool/broker.hpp>
 #include <mqpool/worker.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "bench.hpp"
+#include "run.hpp"
 #include "status.hpp"
 
 #ifndef MQPOOL_VERSION
@@ -75,13 +78,11 @@ int cli_main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "show the broker's workers, queue and counters");
   mqpool::cli::add_status_options(*status, status_opts);
 
-  std::string connect;
-  int run_processes = 0;
-  std::vector<std::string> command;
-  auto* run = add_not_yet(app, "run", "run COMMAND once per line of stdin, {} replaced by it");
-  run->add_option("--connect", connect, "a broker's client endpoint (default: a local pool)");
-  run->add_option("--processes", run_processes, "local worker processes [cores]");
-  run->add_option("command", command, "-- COMMAND ARGS... ({} is replaced by the line)");
+  mqpool::cli::RunOptions run_opts;
+  auto* run = app.add_subcommand(
+      "run",
+      "mqpool run [OPTIONS] [--] COMMAND ARGS...: run COMMAND once per line of stdin, on the pool");
+  mqpool::cli::add_run_options(*run, run_opts);
 
   std::string key_name;
   auto* keygen = add_not_yet(app, "keygen", "write a CurveZMQ key pair NAME.key and NAME.pub");
@@ -91,18 +92,41 @@ int cli_main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "run the benchmark workloads, one JSON line each");
   mqpool::cli::add_bench_options(*bench, bench_opts);
 
+  // `mqpool run [OPTIONS] -- COMMAND...`: CLI11 would take the words after "--" for
+  // positionals of its own (and read "[a,b]" as a list), so they are cut off here and
+  // given to run untouched. Without "--", run's prefix_command() ends its options at the
+  // first word that is not one (and a "--" after that word is the command's own).
+  std::optional<std::vector<std::string>> run_command;
+  if (argc > 1 && std::string_view(argv[1]) == "run") {
+    for (int i = 2; i < argc; ++i) {
+      if (std::string_view(argv[i]) != "--") continue;
+      run_command.emplace(argv + i + 1, argv + argc);
+      argc = i;
+      break;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     // --help and --version are "errors" that succeed; the not-yet stubs pick their code.
-    return rc == 0 || dynamic_cast<const CLI::RuntimeError*>(&e) ? rc : kUsageError;
+    if (rc == 0 || dynamic_cast<const CLI::RuntimeError*>(&e)) return rc;
+    // run's statuses are GNU parallel's: 1-101 count failed jobs, 255 is any other error.
+    return run->parsed() ? mqpool::cli::kRunSetupError : kUsageError;
   }
   try {
     if (*broker) return mqpool::run_broker(broker_opts);
     if (*worker) return run_worker(worker->remaining());
     if (*status) return mqpool::cli::run_status(status_opts);
     if (*bench) return mqpool::cli::run_bench(bench_opts);
+    if (*run) {
+      run_opts.command = run->remaining();
+      run_opts.command_after_dashes = run_command && run_opts.command.empty();
+      if (run_command && !run_opts.command.empty()) run_opts.command.emplace_back("--");
+      if (run_command)
+        run_opts.command.insert(run_opts.command.end(), run_command->begin(), run_command->end());
+      return mqpool::cli::run_jobs(run_opts);
+    }
   } catch (const std::exception& e) {
     std::cerr << "mqpool: " << e.what() << '\n';
     return 1;

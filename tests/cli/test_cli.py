@@ -151,7 +151,8 @@ class Usage(Case):
     def test_unknown_flag_is_one_line_and_non_zero(self):
         for args in (["--bogus"], ["broker", "--bogus"],
                      ["status", "--connect", "tcp://127.0.0.1:1", "--bogus"],
-                     ["worker", "--connect", "tcp://127.0.0.1:1", "--bogus"]):
+                     ["worker", "--connect", "tcp://127.0.0.1:1", "--bogus"],
+                     ["run", "--bogus", "--", "true"]):
             code, out, err = mqpool(*args)
             self.assertNotEqual(code, 0, args)
             self.assert_one_line_error(err, "--bogus")
@@ -162,6 +163,9 @@ class Usage(Case):
             "worker": ["--connect", "--processes", "--load", "--maxtasksperchild", "--grace",
                        "10s", "--log-level"],
             "status": ["--connect", "--json", "--watch", "--timeout", "5s"],
+            "run": ["--connect", "--processes", "--timeout", "--retries", "--halt", "--joblog",
+                    "--resume", "--dry-run", "--unordered", "--null", "--arg-file",
+                    "--max-output", "64M", "--bar", "--no-bar", "{/.}", "{#}"],
         }
         for command, flags in expected.items():
             code, out, err = mqpool(command, "--help")

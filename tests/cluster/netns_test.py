@@ -20,6 +20,8 @@ Scenarios (positional arguments; default: all):
                   rejoins (the same client's second job, other indices, served by both)
   two_clients     two clients (hosts client and client2) released at once: both right,
                   and each gets at least 10 % of the results while both jobs run
+  run_jobs        `mqpool run --connect` from the client host: outputs in input order,
+                  both worker hosts serve, the joblog names the host of each job
 
 Exit status: 0 all passed; 1 a scenario failed; 2 bad usage; 77 skipped (not root, no
 ip/unshare, or network namespaces not permitted here).
@@ -48,7 +50,8 @@ SKIP = 77
 PREFIX = "mqnt"
 HOSTS = ["broker", "w1", "w2", "client", "client2"]
 WORKER_HOSTS = ["w1", "w2"]
-SCENARIOS = ["both_hosts", "host_killed", "broker_restart", "link_cut", "two_clients"]
+SCENARIOS = ["both_hosts", "host_killed", "broker_restart", "link_cut", "two_clients",
+             "run_jobs"]
 
 # Client settings: short client heartbeats so that a lost broker is noticed quickly.
 CLIENT_HEARTBEAT_MS = 250
@@ -816,9 +819,41 @@ def sc_two_clients(cl):
     cl.expect_alive(cl.broker, *cl.workers.values())
 
 
+def sc_run_jobs(cl):
+    """`mqpool run --connect` from the client host: each job prints the host it ran on;
+    the outputs come in input order, both worker hosts serve, and the joblog's Host
+    column agrees with what each job printed."""
+    for w in cl.workers.values():
+        w.wait_line(lambda l: l.startswith("mqpool worker: connected"), 15, "its connect line")
+    items = os.path.join(cl.logdir, "run-items")
+    joblog = os.path.join(cl.logdir, "run-joblog.tsv")
+    with open(items, "w") as f:
+        f.write("".join(f"{i}\n" for i in range(1, 41)))
+    c = cl.start("run", "client", [cl.args.mqpool, "run", "--connect", cl.frontend,
+                                   "--arg-file", items, "--joblog", joblog, "--", "sh", "-c",
+                                   'sleep 0.1; echo "$1 $(uname -n)"', "sh", "{}"])
+    rc = c.wait_exit(CLIENT_DEADLINE_S)
+    if rc != 0:
+        c.kill()
+        raise Failure(f"mqpool run rc {rc}: {tail(c.err_path, 5)}")
+    got = [l.split() for _, l in c.find(r"^\d+ ")]
+    if [g[0] for g in got] != [str(i) for i in range(1, 41)]:
+        raise Failure(f"outputs not in input order: {[g[0] for g in got]}")
+    printed = {int(g[0]): g[1] for g in got}
+    if set(printed.values()) != set(WORKER_HOSTS):
+        raise Failure(f"served by {sorted(set(printed.values()))}, expected {WORKER_HOSTS}")
+    with open(joblog) as f:
+        rows = [r.split("\t") for r in f.read().splitlines()[1:]]
+    logged = {int(r[0]): r[1] for r in rows}
+    if logged != printed:
+        raise Failure(f"joblog hosts {logged} differ from the printed ones {printed}")
+    log(f"mqpool run: 40 jobs in order; hosts {sorted(set(printed.values()))}; joblog agrees")
+    cl.expect_alive(cl.broker, *cl.workers.values())
+
+
 SCENARIO_FUNCS = {"both_hosts": sc_both_hosts, "host_killed": sc_host_killed,
                   "broker_restart": sc_broker_restart, "link_cut": sc_link_cut,
-                  "two_clients": sc_two_clients}
+                  "two_clients": sc_two_clients, "run_jobs": sc_run_jobs}
 
 
 # ---------------------------------------------------------------------------- main
