@@ -43,7 +43,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMaxFailedExit = 101;
 
 std::atomic<int> g_signal{0};  // the SIGINT or SIGTERM that asks the run to stop
-extern "C" void on_stop_signal(int sig) { g_signal.store(sig); }
+void on_stop_signal(int sig) { g_signal.store(sig); }
 
 // --halt: after `fails` failed jobs, stop: `now` kills the running jobs, `soon` lets them
 // finish; no new job starts either way.

@@ -14,7 +14,9 @@ namespace mqpool {
 
 namespace {
 std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) { g_stop = true; }
+// Not extern "C": a C name is exported by libmqpool, and a program's own function of
+// that name would take its place (package.exports checks that there is none).
+void on_stop_signal(int) { g_stop = true; }
 
 void fail(const std::string& what) { std::fprintf(stderr, "mqpool broker: %s\n", what.c_str()); }
 

@@ -190,7 +190,7 @@ class Heartbeat {
 // finish the TASK being run, answer it, leave. A handler rather than SIG_IGN, so that
 // the commands mqpool.exec starts get the default action back (exec_task.cpp).
 volatile std::sig_atomic_t g_leave = 0;
-extern "C" void on_leave(int) { g_leave = 1; }
+void on_leave(int) { g_leave = 1; }  // not extern "C": see broker/src/main.cpp
 
 void restore_signals() {
   sigset_t none;
