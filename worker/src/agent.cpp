@@ -58,13 +58,20 @@ class Agent {
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
+    // The first executors are forked before this process has a ZeroMQ context: connecting
+    // to tcp://broker:5556 makes ZeroMQ's I/O thread resolve the name, and a fork in the
+    // middle of getaddrinfo left the child with the resolver's lock held by a thread it
+    // does not have. Its own connect then hung for ever, before its READY (seen in the
+    // compose test: an agent whose two executors never registered, 1 run in 6). The
+    // broker takes executors that register before their agent (send_kill, core.cpp).
+    for (int i = 0; i < options_.processes; ++i) spawn();
+
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000);
     sock.connect(options_.endpoint);
     sock_ = &sock;
     send(proto::make(proto::Cmd::agent_hello, hello()));
-    for (int i = 0; i < options_.processes; ++i) spawn();
 
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, sfd, ZMQ_POLLIN, 0},
