@@ -59,11 +59,11 @@ class Agent {
     const int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
     // The first executors are forked before this process has a ZeroMQ context: connecting
-    // to tcp://broker:5556 makes ZeroMQ's I/O thread resolve the name, and a fork in the
-    // middle of getaddrinfo left the child with the resolver's lock held by a thread it
-    // does not have. Its own connect then hung for ever, before its READY (seen in the
-    // compose test: an agent whose two executors never registered, 1 run in 6). The
-    // broker takes executors that register before their agent (send_kill, core.cpp).
+    // to tcp://broker:5556 sets ZeroMQ's I/O thread resolving the name, and a child forked
+    // meanwhile can inherit a lock held by a thread it does not have (the likeliest
+    // cause: getaddrinfo's). Forked after the connect, an executor hung before its READY
+    // in 4 of 16 compose test runs; forked before any thread, in none of 16. The broker
+    // takes executors that register before their agent (send_kill, core.cpp).
     for (int i = 0; i < options_.processes; ++i) spawn();
 
     zmq::context_t ctx(1);
