@@ -49,18 +49,11 @@ std::string_view token_at(std::string_view word, std::size_t i) {
 
 }  // namespace
 
-bool has_replacement(const std::vector<std::string>& words) {
-  return std::ranges::any_of(words, [](const std::string& w) {
-    for (std::size_t i = w.find('{'); i != std::string::npos; i = w.find('{', i + 1))
-      if (!token_at(w, i).empty()) return true;
-    return false;
-  });
-}
-
 std::vector<std::string> expand_command(const std::vector<std::string>& words,
                                         std::string_view item, std::uint64_t seq) {
   std::vector<std::string> argv;
   argv.reserve(words.size() + 1);
+  bool replaced = false;
   for (const auto& w : words) {
     std::string out;
     std::size_t i = 0;
@@ -71,11 +64,12 @@ std::vector<std::string> expand_command(const std::vector<std::string>& words,
       } else {
         out += value_of(t, item, seq);
         i += t.size();
+        replaced = true;
       }
     }
     argv.push_back(std::move(out));
   }
-  if (!has_replacement(words)) argv.emplace_back(item);
+  if (!replaced) argv.emplace_back(item);
   return argv;
 }
 

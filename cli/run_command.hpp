@@ -17,9 +17,6 @@ namespace mqpool::cli {
 std::vector<std::string> expand_command(const std::vector<std::string>& words,
                                         std::string_view item, std::uint64_t seq);
 
-// True if some word holds one of the replacement strings above.
-bool has_replacement(const std::vector<std::string>& words);
-
 // The words as one line a POSIX shell would split back into them: a word with anything
 // but [A-Za-z0-9_@%+=:,./-] is put in single quotes ('' for an empty word).
 std::string shell_line(const std::vector<std::string>& words);
