@@ -195,6 +195,7 @@ class Runner {
 
  private:
   static std::size_t executors(const RunOptions& o);
+  bool starting() const { return !halted_ && !input_.done(); }
   void fill();
   void submit(Job job);
   bool wait_outcomes(std::deque<Outcome>& got);
@@ -215,7 +216,6 @@ class Runner {
   std::size_t window_ = 4;
   std::uint64_t next_seq_ = 1;  // {#} of the next input item
   std::uint64_t jobs_ = 0;      // items started (not skipped by --resume)
-  bool starting_ = true;        // false once halted, interrupted or out of input
   bool halted_ = false;         // by --halt or a signal: no job starts again, not even a retry
   std::unordered_map<std::uint64_t, Job> running_;
   std::deque<std::uint64_t> order_;          // seqs not yet printed, in input order
@@ -261,10 +261,9 @@ void Runner::submit(Job job) {
 
 // Starts jobs while there is room in the window and input to read.
 void Runner::fill() {
-  while (starting_ && running_.size() < window_) {
+  while (starting() && running_.size() < window_) {
     auto item = input_.next();
     if (!item) {
-      starting_ = false;
       bar_.set_total(jobs_);
       break;
     }
@@ -303,17 +302,18 @@ void Runner::settle(Outcome o) {
   }
   Finished f{std::move(it->second), failed, failed ? describe_failure(o) : "", {}, {}, {}};
   running_.erase(it);
-  f.row.seq = f.job.seq;
-  f.row.command = shell_line(f.job.argv);
-  f.row.exit_code = -1;
+  // Without a result it did not end by itself: exit -1 (and SIGKILL after a timeout).
+  f.row = JobRow{f.job.seq, "", 0, 0, 0, 0, -1, o.timed_out ? SIGKILL : 0, shell_line(f.job.argv)};
   if (o.result) {
     auto& [code, sig, out, err, host, start, runtime] = *o.result;
-    f.row = JobRow{f.job.seq, host, start,        runtime, 0, out.size() + err.size(),
-                   code,      sig,  f.row.command};
+    f.row.host = std::move(host);
+    f.row.start = start;
+    f.row.runtime = runtime;
+    f.row.receive = out.size() + err.size();
+    f.row.exit_code = code;
+    f.row.signal = sig;
     f.out = std::move(out);
     f.err = std::move(err);
-  } else if (o.timed_out) {
-    f.row.signal = SIGKILL;
   }
   finish(std::move(f));
 }
@@ -369,7 +369,6 @@ void Runner::print(const Finished& f) {
 
 // No job starts from here on; `kill`: the running ones are killed too.
 void Runner::stop(bool kill) {
-  starting_ = false;
   halted_ = true;
   bar_.set_total(done_ + running_.size());
   if (!kill) return;
