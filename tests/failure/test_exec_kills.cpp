@@ -41,48 +41,48 @@ class EndOrphans {
   }
 };
 
+// What every test here stands on: orphans come to this process (the subreaper), and
+// those a broken fix leaves running are ended after the test's pool (the members outlive
+// the test body's locals); dir_ holds the files the commands write.
+class ExecKills : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(reaper_.ok()) << std::strerror(errno); }
+
+  SubreaperScope reaper_;
+  EndOrphans end_orphans_;
+  TempDir dir_;
+};
+
 // The background sleep of tree(`file`), once the task has written it.
 pid_t background_of(const std::string& file) {
   const auto p = await_pid_pair(file);
   return p ? p->pid : 0;
 }
 
-TEST(ExecKills, ACommandPastItsTimeLimitLeavesNothingRunning) {
-  SubreaperScope reaper;
-  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
-  EndOrphans end_orphans;
-  TempDir dir;
+TEST_F(ExecKills, ACommandPastItsTimeLimitLeavesNothingRunning) {
   mqpool::Pool pool(mqpool::PoolOptions{.processes = 1, .task_timeout = 2s});
-  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
-  const pid_t bg = background_of(dir.file("tree"));
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir_.file("tree")));
+  const pid_t bg = background_of(dir_.file("tree"));
   ASSERT_GT(bg, 0) << "the command did not start in time";
   bounded(kLong, "get() of the timed-out command",
           [&] { EXPECT_THROW(r.get(kLong), mqpool::TimeoutError); });
   EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
 }
 
-TEST(ExecKills, TerminateLeavesNothingOfARunningCommand) {
-  SubreaperScope reaper;
-  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
-  EndOrphans end_orphans;
-  TempDir dir;
+TEST_F(ExecKills, TerminateLeavesNothingOfARunningCommand) {
   mqpool::Pool pool(1);
-  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
-  const pid_t bg = background_of(dir.file("tree"));
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir_.file("tree")));
+  const pid_t bg = background_of(dir_.file("tree"));
   ASSERT_GT(bg, 0) << "the command did not start in time";
   bounded(kLong, "terminate()", [&] { pool.terminate(); });
   EXPECT_THROW(r.get(kPrompt), mqpool::PoolStateError);
   EXPECT_TRUE(all_gone_within({bg}, kLong)) << "the background sleep " << bg << " runs on";
 }
 
-TEST(ExecKills, AnExecutorKilledByItselfLeavesNothingOfItsCommand) {
-  SubreaperScope reaper;
-  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
-  EndOrphans end_orphans;
-  TempDir dir;
+TEST_F(ExecKills, AnExecutorKilledByItselfLeavesNothingOfItsCommand) {
   mqpool::Pool pool(mqpool::PoolOptions{.processes = 1, .max_retries = 0});
-  auto r = pool.apply_async(mqpool::exec_task, tree(dir.file("tree")));
-  const auto p = await_pid_pair(dir.file("tree"));
+  auto r = pool.apply_async(mqpool::exec_task, tree(dir_.file("tree")));
+  const auto p = await_pid_pair(dir_.file("tree"));
   ASSERT_TRUE(p.has_value()) << "the command did not start in time";
   const pid_t bg = p->pid, executor = p->ppid;
   ASSERT_EQ(::kill(executor, SIGKILL), 0);  // as the OOM killer would
@@ -93,18 +93,14 @@ TEST(ExecKills, AnExecutorKilledByItselfLeavesNothingOfItsCommand) {
 
 // No agent is left to kill the group: the executors die by their PDEATHSIG, and the
 // command, their child, by its own.
-TEST(ExecKills, TheCommandDiesWithItsExecutorWhenTheAgentIsKilled) {
-  SubreaperScope reaper;
-  ASSERT_TRUE(reaper.ok()) << std::strerror(errno);
-  EndOrphans end_orphans;
-  TempDir dir;
+TEST_F(ExecKills, TheCommandDiesWithItsExecutorWhenTheAgentIsKilled) {
   mqpool::Pool pool(1);
   // The shell becomes the sleep (exec): the executor's own child.
   auto r = pool.apply_async(
       mqpool::exec_task,
       Argv{"sh", "-c", R"(echo "$$ $PPID" > "$1.tmp" && mv "$1.tmp" "$1" && exec sleep 100)", "sh",
-           dir.file("child")});
-  const auto p = await_pid_pair(dir.file("child"));
+           dir_.file("child")});
+  const auto p = await_pid_pair(dir_.file("child"));
   ASSERT_TRUE(p.has_value()) << "the command did not start in time";
   const auto executor = proc_stat(p->ppid);
   ASSERT_TRUE(executor.has_value());
