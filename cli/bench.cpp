@@ -488,6 +488,10 @@ void run_in_own_process(const BenchOptions& opts, std::string_view name) {
   std::vector<std::string> args{"mqpool", "bench", "--processes", std::to_string(opts.processes)};
   if (opts.quick) args.emplace_back("--quick");
   if (!opts.connect.empty()) args.insert(args.end(), {"--connect", opts.connect});
+  if (!opts.keys.curve_secret.empty())
+    args.insert(args.end(), {"--curve-secret", opts.keys.curve_secret});
+  if (!opts.keys.broker_key.empty())
+    args.insert(args.end(), {"--broker-key", opts.keys.broker_key});
   args.emplace_back(name);
   const pid_t pid = spawn_self(std::move(args));
   int status = 0;
@@ -738,6 +742,8 @@ PoolOptions pool_options(const BenchOptions& opts) {
   PoolOptions po;
   po.processes = opts.processes;
   po.connect = opts.connect;
+  po.curve_secret_file = opts.keys.curve_secret;
+  po.broker_key_file = opts.keys.broker_key;
   return po;
 }
 
@@ -749,6 +755,7 @@ void add_bench_options(CLI::App& sub, BenchOptions& opts) {
   sub.add_option("--connect", opts.connect,
                  "a broker's client endpoint (default: a local pool, and a local broker and "
                  "worker agent for the cluster_* workloads)");
+  add_key_options(sub, opts.keys);
   sub.add_flag("--quick", opts.quick,
                "small sizes, a few seconds in all (CI: proves every workload runs)");
   sub.add_option("workload", opts.workloads, "workloads to run [all]: " + valid_names());

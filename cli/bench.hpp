@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "keygen.hpp"
+
 namespace CLI {
 class App;
 }
@@ -17,6 +19,7 @@ namespace mqpool::cli {
 struct BenchOptions {
   int processes = 0;                   // 0 = one per core, as Pool(0)
   std::string connect;                 // empty: a local pool; else a broker's client endpoint
+  KeyFiles keys;                       // CURVE, with --connect
   bool quick = false;                  // small sizes: proves every workload runs (CI)
   std::vector<std::string> workloads;  // empty = all
 };

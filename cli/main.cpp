@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "keygen.hpp"
 #include "run.hpp"
 #include "status.hpp"
 
@@ -23,17 +24,6 @@ namespace {
 
 // Exit status of a command line that could not be parsed (and of `mqpool` alone).
 constexpr int kUsageError = 2;
-
-// Registers a subcommand that a later version provides: it has a proper --help, and
-// running it says so clearly and exits 2 instead of pretending to succeed.
-CLI::App* add_not_yet(CLI::App& app, const std::string& name, const std::string& what) {
-  auto* sub = app.add_subcommand(name, what + " (not implemented yet in this version)");
-  sub->callback([name] {
-    std::cerr << "mqpool " << name << ": not implemented yet in this version\n";
-    throw CLI::RuntimeError(2);
-  });
-  return sub;
-}
 
 // Calls worker_main with the worker subcommand's arguments, untouched, so that the
 // flags of `mqpool worker` and of a user's worker binary are one and the same parser.
@@ -54,6 +44,14 @@ void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
   sub.add_option("--backend", o.backend, "endpoint workers connect to")->capture_default_str();
   sub.add_option("--log-level", o.log_level,
                  "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+  sub.add_option("--curve-secret", o.curve_secret_file,
+                 "CURVE: this broker's secret key file (mqpool keygen NAME writes NAME.key)");
+  sub.add_option("--authorized-keys", o.authorized_keys_dir,
+                 "CURVE: a directory of the .pub files of every client and worker admitted "
+                 "(read again on SIGHUP)");
+  sub.add_flag("--insecure", o.insecure,
+               "no warning for endpoints beyond loopback without CURVE (anyone who reaches "
+               "them can run commands on the workers)");
 }
 
 int cli_main(int argc, char** argv) {
@@ -85,8 +83,10 @@ int cli_main(int argc, char** argv) {
   mqpool::cli::add_run_options(*run, run_opts);
 
   std::string key_name;
-  auto* keygen = add_not_yet(app, "keygen", "write a CurveZMQ key pair NAME.key and NAME.pub");
-  keygen->add_option("name", key_name, "base name of the key files")->required();
+  auto* keygen = app.add_subcommand(
+      "keygen", "write a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub");
+  keygen->add_option("name", key_name, "the key files' path without .key/.pub (e.g. keys/alice)")
+      ->required();
 
   mqpool::cli::BenchOptions bench_opts;
   auto* bench = app.add_subcommand("bench", "run the benchmark workloads, one JSON line each");
@@ -109,8 +109,7 @@ int cli_main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
-    // --help and --version are "errors" that succeed; the not-yet stubs pick their code.
-    if (rc == 0 || dynamic_cast<const CLI::RuntimeError*>(&e)) return rc;
+    if (rc == 0) return rc;  // --help and --version are "errors" that succeed
     // run's statuses are GNU parallel's: 1-101 count failed jobs, 255 is any other error.
     return run->parsed() ? mqpool::cli::kRunSetupError : kUsageError;
   }
@@ -119,6 +118,7 @@ int cli_main(int argc, char** argv) {
     if (*worker) return run_worker(worker->remaining());
     if (*status) return mqpool::cli::run_status(status_opts);
     if (*bench) return mqpool::cli::run_bench(bench_opts);
+    if (*keygen) return mqpool::cli::run_keygen(key_name);
     if (*run) {
       run_opts.command = run->remaining();
       run_opts.command_after_dashes = run_command && run_opts.command.empty();

@@ -233,7 +233,7 @@ std::size_t Runner::executors(const RunOptions& o) {
   if (o.connect.empty())
     return static_cast<std::size_t>(o.processes > 0 ? o.processes : detail::default_processes());
   std::size_t n = 0;
-  for (const auto& w : broker_status(o.connect, std::chrono::seconds(10)).workers) n += w.executors;
+  for (const auto& w : broker_status(o.connect, std::chrono::seconds(10), o.keys.curve_secret, o.keys.broker_key).workers) n += w.executors;
   return n > 0 ? n : 1;
 }
 
@@ -427,6 +427,8 @@ PoolOptions pool_options(const RunOptions& o) {
   PoolOptions p;
   p.processes = o.processes;
   p.connect = o.connect;
+  p.curve_secret_file = o.keys.curve_secret;
+  p.broker_key_file = o.keys.broker_key;
   if (!o.timeout.empty()) p.task_timeout = detail::parse_duration_option("--timeout", o.timeout);
   return p;
 }
@@ -459,6 +461,7 @@ int run_jobs(const RunOptions& o) {
 
 void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_option("--connect", o.connect, "a broker's client endpoint (default: a local pool)");
+  add_key_options(sub, o.keys);
   sub.add_option("--processes", o.processes, "local worker processes [cores]");
   sub.add_option("--timeout", o.timeout, "per job: kill a job that runs longer (30s, 2m)");
   sub.add_option("--retries", o.retries, "run a job that exits non-zero again, up to N times [0]");

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "keygen.hpp"
+
 namespace CLI {
 class App;
 }
@@ -14,6 +16,7 @@ namespace mqpool::cli {
 
 struct RunOptions {
   std::string connect;             // a broker's client endpoint; empty: a local pool
+  KeyFiles keys;                   // CURVE, with --connect
   int processes = 0;               // a local pool's executors; 0 = the cores
   std::string timeout;             // per job ("30s", "2m"); empty = none
   int retries = 0;                 // reruns of a job that exits non-zero

@@ -19,6 +19,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/curve.hpp"
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "json.hpp"
@@ -193,7 +194,7 @@ int watch(const StatusOptions& o, std::chrono::milliseconds timeout) {
     const auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     std::string frame;
     try {
-      frame = render(broker_status(o.connect, timeout), o);
+      frame = render(broker_status(o.connect, timeout, o.keys.curve_secret, o.keys.broker_key), o);
       answered = true;
     } catch (const Error& e) {
       const std::string line = std::string("mqpool status: ") + e.what();
@@ -228,6 +229,7 @@ void add_status_options(CLI::App& sub, StatusOptions& o) {
   sub.add_option("--timeout", o.timeout,
                  "how long to wait for the broker's answer (500ms, 5s, ...)")
       ->capture_default_str();
+  add_key_options(sub, o.keys);
 }
 
 int run_status(const StatusOptions& o) {
@@ -237,13 +239,15 @@ int run_status(const StatusOptions& o) {
     const auto t = positive_timeout(o.timeout);
     if (!t) throw std::invalid_argument("--timeout " + o.timeout + ": must be more than 0");
     timeout = *t;
+    detail::load_curve_client(o.keys.curve_secret, o.keys.broker_key, "--curve-secret",
+                              "--broker-key");
   } catch (const std::invalid_argument& e) {
     std::cerr << "mqpool status: " << e.what() << '\n';
     return 1;
   }
   if (o.watch) return watch(o, timeout);
   try {
-    std::cout << render(broker_status(o.connect, timeout), o) << std::flush;
+    std::cout << render(broker_status(o.connect, timeout, o.keys.curve_secret, o.keys.broker_key), o) << std::flush;
   } catch (const Error& e) {
     std::cerr << "mqpool status: " << e.what() << '\n';
     return 1;

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "keygen.hpp"
 #include "mqpool/status.hpp"
 
 namespace CLI {
@@ -17,6 +18,7 @@ struct StatusOptions {
   bool json = false;           // one JSON object per line instead of the table
   bool watch = false;          // redraw every second until SIGINT/SIGTERM
   std::string timeout = "5s";  // how long to wait for each answer
+  KeyFiles keys;               // CURVE
 };
 
 // Adds status's flags to `sub`, writing into `opts`.

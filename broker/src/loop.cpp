@@ -26,13 +26,26 @@ int poll_timeout(TimePoint at) {
 }  // namespace
 
 Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-           LocalClient* local)
+           LocalClient* local, const CurveServer* curve)
     : backend_(ctx, zmq::socket_type::router), local_(local) {
+  if (curve != nullptr) {
+    keys_.emplace(curve->authorized_dir);
+    load_keys();
+    zap_.emplace(ctx, *keys_);  // before any bind: without a handler ZeroMQ admits all
+  }
+  auto secure = [curve](zmq::socket_t& s) {
+    if (curve == nullptr) return;
+    s.set(zmq::sockopt::curve_server, 1);
+    s.set(zmq::sockopt::curve_secretkey, curve->secret);
+    s.set(zmq::sockopt::zap_domain, "mqpool");
+  };
   proto::configure_router(backend_);
+  secure(backend_);
   backend_.bind(backend);
   if (!frontend.empty()) {
     zmq::socket_t& front = frontend_.emplace(ctx, zmq::socket_type::router);
     proto::configure_router(front);
+    secure(front);
     front.bind(frontend);
     watch_disconnects(ctx, front);
   }
@@ -69,6 +82,22 @@ void Loop::say_goodbye() {
   flush(true);
   backend_.set(zmq::sockopt::linger, 1000);
   if (frontend_) frontend_->set(zmq::sockopt::linger, 1000);
+}
+
+// Reads the authorized keys (at start, and on each SIGHUP). A directory that cannot be
+// read admits nobody: at start that is an error, later the broker goes on refusing.
+void Loop::load_keys() {
+  try {
+    const KeyRing::Loaded loaded = keys_->load();
+    for (const std::string& why : loaded.skipped) detail::log().warn("broker: skipped {}", why);
+    detail::log().info("broker: {} authorized keys in {}", loaded.keys, keys_->dir());
+    if (loaded.keys == 0)
+      detail::log().warn("broker: no keys in --authorized-keys {}: nobody is admitted",
+                         keys_->dir());
+  } catch (const std::runtime_error& e) {
+    if (!zap_) throw;
+    detail::log().error("broker: {}: nobody is admitted until it can be read", e.what());
+  }
 }
 
 std::string Loop::frontend_endpoint() const {
@@ -146,7 +175,7 @@ void Loop::send(Outgoing& o, bool deliver_local_now) {
 bool Loop::any_readable() {
   auto readable = [](zmq::socket_t& s) { return (s.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0; };
   return readable(backend_) || (frontend_ && readable(*frontend_)) ||
-         (monitor_ && readable(*monitor_));
+         (monitor_ && readable(*monitor_)) || (zap_ && readable(zap_->socket()));
 }
 
 // Handles everything that is ready: results held for the local client, its submissions,
@@ -157,6 +186,7 @@ bool Loop::serve(bool local_ready) {
   held_.clear();
   if (local_ready && !take_local(true)) return false;
   do {
+    if (zap_) zap_->serve();
     if (drain_disconnects()) core_.on_disconnect(Clock::now());
     drain(backend_, false);
     if (frontend_) drain(*frontend_, true);
@@ -166,11 +196,11 @@ bool Loop::serve(bool local_ready) {
   return true;
 }
 
-void Loop::run(const std::atomic<bool>* stop) {
+void Loop::run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
   t_loop = this;
   std::unique_lock lock(mu_);
   try {
-    serve_until_stopped(stop, lock);
+    serve_until_stopped(stop, reload, lock);
   } catch (...) {
     failed_ = true;  // with mu_ held: no submitter drives the sockets after this
     t_loop = nullptr;
@@ -188,14 +218,17 @@ void Loop::run(const std::atomic<bool>* stop) {
 
 // The loop itself: serve, sleep in poll (without mu_, so that submitters may serve
 // themselves meanwhile), serve again.
-void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<std::mutex>& lock) {
+void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::atomic<bool>* reload,
+                               std::unique_lock<std::mutex>& lock) {
   std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
   if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
   if (monitor_) fds.push_back({monitor_->get(zmq::sockopt::fd), POLLIN, 0});
+  if (zap_) fds.push_back({zap_->socket().get(zmq::sockopt::fd), POLLIN, 0});
   const std::size_t local_fd = fds.size();
   if (local_ != nullptr) fds.push_back({local_->wake_fd(), POLLIN, 0});
   bool local_ready = false;
   while (stop == nullptr || !stop->load()) {
+    if (reload != nullptr && reload->exchange(false) && keys_) load_keys();
     try {
       detail::fault_point("broker.loop");
       if (!serve(local_ready)) break;

@@ -1,11 +1,13 @@
 // `mqpool broker`: a standalone broker process (mqpool::run_broker).
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 
 #include "broker/loop.hpp"
+#include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
 #include "mqpool/broker.hpp"
@@ -14,9 +16,11 @@ namespace mqpool {
 
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 // Not extern "C": a C name is exported by libmqpool, and a program's own function of
 // that name would take its place (package.exports checks that there is none).
 void on_stop_signal(int) { g_stop = true; }
+void on_reload_signal(int) { g_reload = true; }
 
 void fail(const std::string& what) { std::fprintf(stderr, "mqpool broker: %s\n", what.c_str()); }
 
@@ -29,6 +33,38 @@ void check_options(const BrokerOptions& o) {
     throw std::invalid_argument("--frontend and --backend are both " + o.frontend +
                                 ": clients and workers need endpoints of their own");
   detail::configure_log_level(o.log_level);
+  if (o.curve_secret_file.empty() != o.authorized_keys_dir.empty())
+    throw std::invalid_argument(
+        o.curve_secret_file.empty()
+            ? "--authorized-keys needs --curve-secret too: the broker's own secret key"
+            : "--curve-secret needs --authorized-keys too: CURVE without a list of admitted "
+              "keys would admit every key");
+  if (o.insecure && !o.curve_secret_file.empty())
+    throw std::invalid_argument("--insecure and --curve-secret contradict each other");
+}
+
+// CURVE's keys, read before anything binds. Throws std::invalid_argument.
+std::optional<broker::CurveServer> curve_of(const BrokerOptions& o) {
+  if (o.curve_secret_file.empty()) return std::nullopt;
+  if (!std::filesystem::is_directory(o.authorized_keys_dir))
+    throw std::invalid_argument("--authorized-keys " + o.authorized_keys_dir +
+                                ": not a directory");
+  return broker::CurveServer{detail::read_key(o.curve_secret_file, "--curve-secret"),
+                             o.authorized_keys_dir};
+}
+
+// Anyone who reaches an endpoint without CURVE may run commands on the workers
+// (mqpool.exec): say so once, unless the user chose it (--insecure).
+void warn_if_open(const BrokerOptions& o) {
+  if (!o.curve_secret_file.empty() || o.insecure) return;
+  for (const std::string* ep : {&o.frontend, &o.backend}) {
+    if (detail::is_loopback(*ep)) continue;
+    detail::log().warn(
+        "broker: {} is reachable beyond this host and CURVE is off: anyone who can connect "
+        "can run commands on the workers. Use --curve-secret and --authorized-keys "
+        "(docs/SECURITY.md), or --insecure to say this is meant",
+        *ep);
+  }
 }
 
 // The reason `endpoint` cannot be bound, or "" if it can. Binds it on a context of its
@@ -60,23 +96,32 @@ std::string bind_failure(const BrokerOptions& o, const zmq::error_t& e) {
 }  // namespace
 
 int run_broker(const BrokerOptions& options) {
+  std::optional<broker::CurveServer> curve;
   try {
     check_options(options);
+    curve = curve_of(options);
   } catch (const std::invalid_argument& e) {
     fail(e.what());
     return 1;
   }
+  warn_if_open(options);
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;  // no SA_RESTART: poll returns EINTR and the loop checks
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = on_reload_signal;
+  sigaction(SIGHUP, &sa, nullptr);
   zmq::context_t ctx;
   std::optional<broker::Loop> loop;
   try {
-    loop.emplace(ctx, options.frontend, options.backend);
+    loop.emplace(ctx, options.frontend, options.backend, nullptr, curve ? &*curve : nullptr);
   } catch (const zmq::error_t& e) {
+    loop.reset();
     ctx.close();  // frees whichever endpoint was bound before the other one failed
     fail(bind_failure(options, e));
+    return 1;
+  } catch (const std::runtime_error& e) {  // the authorized keys cannot be read
+    fail(e.what());
     return 1;
   }
   // One line on stdout, flushed: users see where to point clients and workers, and
@@ -85,7 +130,7 @@ int run_broker(const BrokerOptions& options) {
               loop->backend_endpoint().c_str());
   std::fflush(stdout);
   try {
-    loop->run(&g_stop);
+    loop->run(&g_stop, &g_reload);
   } catch (const zmq::error_t& e) {
     fail(e.what());
     return 1;

@@ -35,6 +35,11 @@ void validate(const PoolOptions& o) {
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
     throw std::invalid_argument(
         "PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
+  // A local pool's sockets are in a directory only its user can open; keys there would
+  // be a setting that does nothing, and security settings must not pass in silence.
+  if (o.connect.empty() && (!o.curve_secret_file.empty() || !o.broker_key_file.empty()))
+    throw std::invalid_argument(
+        "PoolOptions::curve_secret_file and broker_key_file are for a cluster pool (connect)");
 }
 
 // In the forked agent: keep stdio and the pipe; other descriptors belong to the client
@@ -66,7 +71,11 @@ PoolCore::PoolCore(PoolOptions options)
         ctx_.get(),
         RemoteLink::Options{options_.connect, options_.connect_timeout, options_.reconnect_timeout,
                             options_.heartbeat_interval,
-                            static_cast<std::uint32_t>(options_.heartbeat_liveness)},
+                            static_cast<std::uint32_t>(options_.heartbeat_liveness),
+                            load_curve_client(options_.curve_secret_file,
+                                              options_.broker_key_file,
+                                              "PoolOptions::curve_secret_file",
+                                              "PoolOptions::broker_key_file")},
         *session_);
     // `processes` describes local workers and is ignored here; map chunks are sized
     // for the executors the cluster had when this pool joined it.

@@ -427,8 +427,12 @@ std::uint64_t random_session() {
 }  // namespace
 
 RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
-    : options_(std::move(options)), sock_(ctx, zmq::socket_type::dealer), session_(session) {
+    : options_(std::move(options)),
+      sock_(ctx, zmq::socket_type::dealer),
+      watch_(ctx, sock_, options_.curve.has_value()),
+      session_(session) {
   proto::configure_dealer(sock_, proto::Traffic::work, {}, 0);
+  if (options_.curve) apply_curve(sock_, *options_.curve);
   hello_ = proto::Hello{random_session(), host_pid(),
                         static_cast<std::uint32_t>(options_.heartbeat.count()), options_.liveness};
   try {
@@ -450,6 +454,9 @@ RemoteLink::~RemoteLink() {
 }
 
 WireError RemoteLink::gone() const {
+  if (!refused_.empty())
+    return WireError{ErrorCode::connection, "", "broker " + options_.endpoint + ": " + refused_,
+                     "", ""};
   return WireError{ErrorCode::connection, "",
                    "no broker at " + options_.endpoint + " for more than " +
                        std::to_string(options_.reconnect_timeout.count()) +
@@ -466,12 +473,14 @@ ConnectionError RemoteLink::error(const std::string& what) const {
 void RemoteLink::handshake() {
   send(proto::make(proto::Cmd::hello, hello_));
   const auto deadline = Clock::now() + options_.connect_timeout;
-  zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+  zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
+                             {watch_.socket().handle(), 0, ZMQ_POLLIN, 0}};
   while (true) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 || zmq::poll(&item, 1, left) == 0)
+    if (left.count() <= 0 || zmq::poll(items, 2, left) == 0)
       throw ConnectionError("no broker answered at " + options_.endpoint + " within " +
                             std::to_string(options_.connect_timeout.count()) + " ms");
+    if (const std::string why = watch_.refusal(); !why.empty()) throw error(why);
     // Its own recv, not receiver_.drain(): one message per wait, and a WELCOME or
     // REFUSED whose header does not decode fails the connect (SerializationError) rather
     // than being dropped. A malformed envelope is dropped by the one policy all the same.
@@ -493,17 +502,20 @@ void RemoteLink::handshake() {
   }
 }
 
-void RemoteLink::send(proto::Message&& m) { proto::send(sock_, std::move(m), false); }
+// Never waits: after a refused handshake the socket has no pipe to the broker, and the
+// link thread must go on (what is not sent is resubmitted after the next WELCOME).
+void RemoteLink::send(proto::Message&& m) { proto::send(sock_, std::move(m), false, false); }
 
 void RemoteLink::run() {
   zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0},
-                             {nullptr, session_.wake_fd(), ZMQ_POLLIN, 0}};
+                             {nullptr, session_.wake_fd(), ZMQ_POLLIN, 0},
+                             {watch_.socket().handle(), 0, ZMQ_POLLIN, 0}};
   std::vector<proto::Message> out;
   while (true) {
     fault_point("link.run");
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_beat_ - Clock::now());
     try {
-      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, 3, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) return;
       if (e.num() != EINTR) throw;
@@ -521,6 +533,7 @@ void RemoteLink::run() {
       out.clear();
       if (expired_) session_.fail_outstanding(gone());
     }
+    if (items[2].revents & ZMQ_POLLIN) on_handshake(Clock::now());
     if (items[0].revents & ZMQ_POLLIN)
       receiver_.drain(
           sock_, false, [this](proto::Message& m) { on_message(m, Clock::now()); }, kDrainBatch);
@@ -538,6 +551,7 @@ void RemoteLink::on_message(proto::Message& m, Clock::time_point now) {
       if (welcomed_) return;  // the answer to a HELLO that an earlier one already had
       welcomed_ = true;
       expired_ = false;
+      refused_.clear();
       if (session_.unanswered() > 0) {
         log().info("client: broker {} is back; sending {} unanswered chunks again",
                    options_.endpoint, session_.unanswered());
@@ -562,6 +576,19 @@ void RemoteLink::on_message(proto::Message& m, Clock::time_point now) {
     default:
       return;  // HEARTBEAT: its arrival is all it says
   }
+}
+
+// A broker that refuses this client's key now (removed from its authorized keys, then
+// reconnected) will not take it back by itself: every task fails at once with the
+// reason, and so does new work while it lasts, but the client goes on asking.
+void RemoteLink::on_handshake(Clock::time_point now) {
+  const std::string why = watch_.refusal();
+  if (why.empty()) return;
+  log().error("client: broker {}: {}", options_.endpoint, why);
+  refused_ = why;
+  if (welcomed_) lose(now, why);
+  expired_ = true;
+  session_.fail_outstanding(gone());
 }
 
 // The broker is lost: greet it again (it answers once it is back); the unanswered

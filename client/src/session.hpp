@@ -20,6 +20,7 @@
 #include <zmq.hpp>
 
 #include "broker/local_client.hpp"
+#include "common/curve.hpp"
 #include "common/protocol.hpp"
 #include "mqpool/detail/job.hpp"
 
@@ -152,10 +153,11 @@ class RemoteLink {
     std::chrono::milliseconds reconnect_timeout{60000};
     std::chrono::milliseconds heartbeat{1000};
     std::uint32_t liveness = 3;
+    std::optional<CurveClient> curve;
   };
   // Connects and waits up to `connect_timeout` for the broker's WELCOME; throws
   // ConnectionError naming the endpoint if none comes, or if the endpoint refuses (a
-  // worker endpoint). Then starts the thread.
+  // worker endpoint, a key it does not admit). Then starts the thread.
   RemoteLink(zmq::context_t& ctx, Options options, Session& session);
   // Says BYE (the broker drops this client's work), stops the session and the thread.
   ~RemoteLink();
@@ -169,12 +171,16 @@ class RemoteLink {
   void on_message(proto::Message& m, Clock::time_point now);
   void beat(Clock::time_point now);
   void lose(Clock::time_point now, const std::string& why);
+  void on_handshake(Clock::time_point now);
   void send(proto::Message&& m);
   ConnectionError error(const std::string& what) const;
   WireError gone() const;
 
   Options options_;
   zmq::socket_t sock_;
+  // Why the broker refuses this client's handshakes (common/curve.hpp).
+  HandshakeWatch watch_;
+  std::string refused_;  // its reason, while it does: work fails at once with it
   // The malformed-message policy for sock_ (common/protocol.hpp).
   proto::Receiver receiver_{"client", "the broker"};
   Session& session_;

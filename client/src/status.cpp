@@ -7,6 +7,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/curve.hpp"
 #include "common/protocol.hpp"
 #include "mqpool/cluster.hpp"
 #include "mqpool/errors.hpp"
@@ -37,14 +38,20 @@ std::string refusal(const std::string& endpoint, const proto::Message& m) {
 
 }  // namespace
 
-BrokerStatus broker_status(const std::string& endpoint, std::chrono::milliseconds timeout) {
+BrokerStatus broker_status(const std::string& endpoint, std::chrono::milliseconds timeout,
+                           const std::string& curve_secret_file,
+                           const std::string& broker_key_file) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + timeout;
+  const auto curve = detail::load_curve_client(curve_secret_file, broker_key_file,
+                                               "--curve-secret", "--broker-key");
   // A context of its own: callable from any thread and any program, pool or not.
   zmq::context_t ctx(1);
   zmq::socket_t sock(ctx, zmq::socket_type::dealer);
   sock.set(zmq::sockopt::linger, 0);
   sock.set(zmq::sockopt::maxmsgsize, kMaxReplySize);
+  if (curve) detail::apply_curve(sock, *curve);
+  detail::HandshakeWatch watch(ctx, sock, curve.has_value());
   try {
     sock.connect(endpoint);
   } catch (const zmq::error_t& e) {
@@ -55,13 +62,16 @@ BrokerStatus broker_status(const std::string& endpoint, std::chrono::millisecond
   while (true) {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) throw no_answer(endpoint, timeout);
-    zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
+                               {watch.socket().handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      if (zmq::poll(&item, 1, left) == 0) continue;
+      if (zmq::poll(items, 2, left) == 0) continue;
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;  // a signal for someone else: keep waiting
       throw ConnectionError("status from " + endpoint + ": " + e.what());
     }
+    if (const std::string why = watch.refusal(); !why.empty())
+      throw ConnectionError("broker " + endpoint + ": " + why);
     std::optional<proto::Message> m;
     try {
       m = proto::recv(sock, false, zmq::recv_flags::dontwait);

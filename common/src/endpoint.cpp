@@ -73,3 +73,15 @@ void check_endpoint(std::string_view option, std::string_view endpoint, Endpoint
 }
 
 }  // namespace mqpool::detail
+
+namespace mqpool::detail {
+
+bool is_loopback(std::string_view endpoint) {
+  if (endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://")) return true;
+  if (!endpoint.starts_with("tcp://")) return false;
+  std::string_view host = endpoint.substr(6);
+  host = host.substr(0, host.rfind(':'));
+  return host == "localhost" || host == "lo" || host == "[::1]" || host.starts_with("127.");
+}
+
+}  // namespace mqpool::detail

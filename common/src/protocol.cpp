@@ -175,16 +175,18 @@ bool send_part(zmq::socket_t& s, Part&& part, zmq::send_flags flags) {
 }
 }  // namespace
 
-bool send(zmq::socket_t& s, Message&& m, bool routed) {
-  constexpr auto more = zmq::send_flags::sndmore;
+bool send(zmq::socket_t& s, Message&& m, bool routed, bool wait) {
+  const auto nowait = wait ? zmq::send_flags::none : zmq::send_flags::dontwait;
+  const auto more = zmq::send_flags::sndmore | nowait;
   try {
     if (routed && !send_part(s, zmq::buffer(m.peer), more)) return false;
-    send_part(s, zmq::buffer(kTag), more);
+    // Without `wait`, only the first part can find no room: the rest follow it.
+    if (!send_part(s, zmq::buffer(kTag), more)) return false;
     const auto cmd = static_cast<std::uint8_t>(m.cmd);
     send_part(s, zmq::buffer(&cmd, 1), more);
-    send_part(s, m.header, m.frames.empty() ? zmq::send_flags::none : more);
+    send_part(s, m.header, m.frames.empty() ? nowait : more);
     for (std::size_t i = 0; i < m.frames.size(); ++i)
-      send_part(s, m.frames[i], i + 1 == m.frames.size() ? zmq::send_flags::none : more);
+      send_part(s, m.frames[i], i + 1 == m.frames.size() ? nowait : more);
   } catch (const zmq::error_t& e) {
     if (e.num() == EHOSTUNREACH) return false;
     throw;

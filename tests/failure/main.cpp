@@ -139,10 +139,17 @@ int main(int argc, char** argv) {
     if (role == "orphan_client" && dir != nullptr) return ftest::orphan_client(dir);
     if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
     if (role == "fork_under_threads") return ftest::fork_under_threads();
-    // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers).
-    if (role == "broker" && dir != nullptr)
-      return mqpool::run_broker(
-          {"ipc://" + std::string(dir) + "/front", "ipc://" + std::string(dir) + "/back"});
+    // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers); with two
+    // arguments, CURVE: its secret key file and the directory of admitted keys.
+    if (role == "broker" && dir != nullptr) {
+      mqpool::BrokerOptions o{"ipc://" + std::string(dir) + "/front",
+                              "ipc://" + std::string(dir) + "/back"};
+      if (argc == 3) {
+        o.curve_secret_file = argv[1];
+        o.authorized_keys_dir = argv[2];
+      }
+      return mqpool::run_broker(o);
+    }
     // `mqpool worker` with this binary's tasks; the arguments are the worker's options.
     if (role == "worker") return mqpool::worker_main(argc, argv);
     std::fprintf(stderr, "unknown MQPOOL_FAILURE_SCENARIO '%s' (or no MQPOOL_FAILURE_DIR)\n",

@@ -69,14 +69,18 @@ class Agent {
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
     proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000);
+    if (options_.curve) detail::apply_curve(sock, *options_.curve);
+    // Its executors use the same keys: the agent alone says why the broker refuses them.
+    detail::HandshakeWatch watch(ctx, sock, options_.curve.has_value());
     sock.connect(options_.endpoint);
     sock_ = &sock;
     send(proto::make(proto::Cmd::agent_hello, hello()));
 
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, sfd, ZMQ_POLLIN, 0},
+                               {watch.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, options_.parent_fd, ZMQ_POLLIN, 0}};
-    const int nitems = options_.parent_fd >= 0 ? 3 : 2;
+    const int nitems = options_.parent_fd >= 0 ? 4 : 3;
     last_heard_ = next_beat_ = Clock::now();
     while (!stopping_ && !(draining_ && children_.empty())) {
       const auto now = Clock::now();
@@ -95,7 +99,8 @@ class Agent {
       }
       if (items[0].revents & ZMQ_POLLIN) on_broker();
       if (items[1].revents & ZMQ_POLLIN) on_signal(sfd);
-      if (nitems == 3 && (items[2].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
+      if (items[2].revents & ZMQ_POLLIN) refuse(watch.refusal());
+      if (nitems == 4 && (items[3].revents & (ZMQ_POLLIN | ZMQ_POLLERR))) {
         char buf[64];
         if (read(options_.parent_fd, buf, sizeof buf) <= 0) stopping_ = true;  // client gone
       }
@@ -186,17 +191,21 @@ class Agent {
                            options_.endpoint, proto::decode<proto::Bye>(m).reason);
         welcomed_ = false;
         return;
-      case proto::Cmd::refused: {
-        const std::string reason = proto::decode<proto::Bye>(m).reason;
-        std::fprintf(stderr, "mqpool worker: %s refused this worker: %s\n",
-                     options_.endpoint.c_str(), reason.c_str());
-        exit_code_ = 1;
-        stopping_ = true;
+      case proto::Cmd::refused:
+        refuse("refused this worker: " + proto::decode<proto::Bye>(m).reason);
         return;
-      }
       default:
         return;  // HEARTBEAT: its arrival is all it says
     }
+  }
+
+  // The broker will not take this worker (a wrong endpoint, a key it does not admit):
+  // one line on stderr, and the agent ends with 1. Nothing when `why` is empty.
+  void refuse(const std::string& why) {
+    if (why.empty()) return;
+    std::fprintf(stderr, "mqpool worker: %s: %s\n", options_.endpoint.c_str(), why.c_str());
+    exit_code_ = 1;
+    stopping_ = true;
   }
 
   // One line on stdout when a standalone worker first reaches its broker.

@@ -120,6 +120,7 @@ class Heartbeat {
   void beat() {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
     proto::configure_dealer(sock, proto::Traffic::control, id_, 0);
+    if (options_.curve) detail::apply_curve(sock, *options_.curve);
     sock.connect(options_.endpoint);
     Times t{Clock::now(), Clock::now()};
     while (!stop_) {
@@ -351,6 +352,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     // ZeroMQ's default linger: the last DONE is flushed before the context closes.
     proto::configure_dealer(sock, proto::Traffic::work, proto::executor_id(agent, pid),
                             std::nullopt);
+    if (options.curve) detail::apply_curve(sock, *options.curve);
     sock.connect(options.endpoint);
 
     const std::optional<WireError> init_error = run_initializer(options);

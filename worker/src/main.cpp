@@ -52,6 +52,7 @@ struct Flags {
   std::string grace = "10s";
   std::string heartbeat = "1s";
   int liveness = 3;
+  std::string curve_secret, broker_key;
 };
 
 void add_flags(CLI::App& app, Flags& f) {
@@ -75,6 +76,9 @@ void add_flags(CLI::App& app, Flags& f) {
       ->capture_default_str();
   app.add_option("--log-level", f.level,
                  "trace, debug, info, warn, error or off [MQPOOL_LOG_LEVEL, else warn]");
+  app.add_option("--curve-secret", f.curve_secret,
+                 "CURVE: this worker's secret key file (mqpool keygen NAME writes NAME.key)");
+  app.add_option("--broker-key", f.broker_key, "CURVE: the broker's public key file (NAME.pub)");
 }
 
 // Checks the flags and completes f.options from them, sets the log level, loads the
@@ -96,6 +100,8 @@ void apply_flags(Flags& f) {
   if (f.liveness < 1)
     throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(f.liveness));
   o.liveness = static_cast<std::uint32_t>(f.liveness);
+  o.curve = detail::load_curve_client(f.curve_secret, f.broker_key, "--curve-secret",
+                                      "--broker-key");
   detail::configure_log_level(f.level);
   for (const auto& lib : f.libs) load_library(lib);
   detail::Registry::instance().validate();

@@ -9,13 +9,18 @@ struct BrokerOptions {
   std::string frontend = "tcp://*:5555";  // clients connect here
   std::string backend = "tcp://*:5556";   // worker agents and executors connect here
   std::string log_level{};                // trace ... off; empty: MQPOOL_LOG_LEVEL, else warn
+  // CURVE (docs/SECURITY.md): this broker's secret key file and the directory of the
+  // public keys it admits; both or neither.
+  std::string curve_secret_file{};
+  std::string authorized_keys_dir{};
+  bool insecure = false;  // bound beyond loopback without CURVE, on purpose: no warning
 };
 
 // Checks the options, binds both endpoints, prints "mqpool broker: clients on EP,
 // workers on EP" on stdout and serves until SIGINT or SIGTERM. Returns the process exit
-// code: 0 after a signal; 1, after one line on stderr naming the option, if an endpoint
-// or the log level is invalid or an endpoint cannot be bound. Not thread-safe: call it
-// from main().
+// code: 0 after a signal; 1, after one line on stderr naming the option, if an endpoint,
+// the log level or a key is invalid or an endpoint cannot be bound. SIGHUP reads the
+// authorized keys again. Not thread-safe: call it from main().
 int run_broker(const BrokerOptions& options);
 
 }  // namespace mqpool

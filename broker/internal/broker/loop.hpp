@@ -10,26 +10,37 @@
 
 #include "broker/core.hpp"
 #include "broker/local_client.hpp"
+#include "broker/zap.hpp"
 #include "common/protocol.hpp"
 
 namespace mqpool::broker {
 
+// CURVE on both ROUTERs (docs/SECURITY.md): the broker's secret key (Z85) and the
+// directory whose *.pub keys it admits.
+struct CurveServer {
+  std::string secret;
+  std::string authorized_dir;
+};
+
 class Loop {
  public:
   // Binds the client-facing and worker-facing endpoints ("tcp://host:*" allowed); an
-  // empty frontend binds none (a local pool's only client is `local`). Throws
-  // zmq::error_t if an endpoint cannot be bound.
+  // empty frontend binds none (a local pool's only client is `local`). With `curve`, both
+  // ROUTERs are CURVE servers and admit only the keys of its directory, through a ZAP
+  // handler bound first. Throws zmq::error_t if an endpoint cannot be bound, and
+  // std::runtime_error if the directory cannot be read.
   Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-       LocalClient* local = nullptr);
+       LocalClient* local = nullptr, const CurveServer* curve = nullptr);
   // The endpoints actually bound (with the port chosen for ":*").
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;
   // Serves until the context is shut down, the local client stops, or `stop` becomes
   // true (checked whenever poll returns, including on EINTR); on `stop` it says BYE to
-  // every remote client and agent first. Call from one thread. EINTR is retried; any
+  // every remote client and agent first. When `reload` becomes true (SIGHUP), the
+  // authorized keys are read again and it is set back to false. Call from one thread. EINTR is retried; any
   // other failure ends the loop with its exception (after which dispatch_on_submitter() serves
   // nothing): the thread's owner decides what that means for the work in flight.
-  void run(const std::atomic<bool>* stop = nullptr);
+  void run(const std::atomic<bool>* stop = nullptr, std::atomic<bool>* reload = nullptr);
   // The one exception to "one socket, one owner thread" (docs/ARCHITECTURE.md): for the
   // local client's submitting thread, after it queued work. If the loop is between
   // wake-ups and nothing is in flight, dispatches that work on the caller's thread, under
@@ -41,7 +52,8 @@ class Loop {
   bool dispatch_on_submitter();
 
  private:
-  void serve_until_stopped(const std::atomic<bool>* stop, std::unique_lock<std::mutex>& lock);
+  void serve_until_stopped(const std::atomic<bool>* stop, std::atomic<bool>* reload,
+                           std::unique_lock<std::mutex>& lock);
   bool serve(bool local_ready);
   void drain(zmq::socket_t& s, bool from_client);
   bool take_local(bool loop_thread);
@@ -52,7 +64,11 @@ class Loop {
   void watch_disconnects(zmq::context_t& ctx, zmq::socket_t& frontend);
   bool drain_disconnects();
   void say_goodbye();
+  void load_keys();
 
+  // Under CURVE: the admitted keys and the handler that ZeroMQ asks, before the ROUTERs.
+  std::optional<KeyRing> keys_;
+  std::optional<ZapHandler> zap_;
   std::optional<zmq::socket_t> frontend_;
   // Socket monitor of the frontend: a client whose connection closes (killed, its host
   // gone) is probed and dropped at once, not after its heartbeat expiry.

@@ -28,6 +28,10 @@ struct PoolOptions {
   // Cluster pools: a broker lost for longer than this fails the outstanding tasks with
   // ConnectionError; one back sooner gets every task without an outcome again.
   std::chrono::milliseconds reconnect_timeout{60000};
+  // Cluster pools with CURVE (docs/SECURITY.md): this client's secret key file (`mqpool
+  // keygen NAME` writes NAME.key) and the broker's public key file; both or neither.
+  std::string curve_secret_file{};
+  std::string broker_key_file{};
 };
 
 template <class R>

@@ -23,3 +23,11 @@ std::string endpoint_problem(std::string_view endpoint, EndpointUse use);
 void check_endpoint(std::string_view option, std::string_view endpoint, EndpointUse use);
 
 }  // namespace mqpool::detail
+
+namespace mqpool::detail {
+
+// True if only this host can reach `endpoint`: ipc://, inproc://, or tcp:// on
+// localhost, 127.x.y.z, [::1] or the interface lo.
+bool is_loopback(std::string_view endpoint);
+
+}  // namespace mqpool::detail

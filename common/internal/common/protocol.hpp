@@ -202,8 +202,10 @@ std::uint32_t error_count(const zmq::message_t& frame);
 void fail_frames(std::uint32_t count, const WireError& e, std::vector<zmq::message_t>& out);
 
 // Sends `m` (with its peer frame first if `routed`). Returns false if the peer is
-// unreachable (ROUTER_MANDATORY) or the send would block.
-bool send(zmq::socket_t& s, Message&& m, bool routed);
+// unreachable (ROUTER_MANDATORY), or if `wait` is false and the socket has no room for
+// it: a DEALER whose only connection failed its handshake (a refused CURVE key) has no
+// pipe at all, and a send that waited for one would wait for ever.
+bool send(zmq::socket_t& s, Message&& m, bool routed, bool wait = true);
 // Receives one message. Empty when nothing is waiting (with dontwait). Throws
 // SerializationError for a malformed envelope, after consuming all of its frames.
 // A receive loop goes through Receiver (below), or applies its policy with drop().

@@ -4,12 +4,16 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+
+#include "common/curve.hpp"
 
 namespace mqpool::worker {
 
 struct AgentOptions {
   std::string endpoint;  // the broker's worker-facing endpoint
+  std::optional<detail::CurveClient> curve;  // CURVE keys of every socket to the broker
   int processes = 1;     // executors kept alive
   int maxtasksperchild = 0;
   std::function<void()> initializer;
