@@ -1,6 +1,7 @@
 // The `mqpool` command: CLI11 wiring only. Each subcommand delegates to the library
 // (broker, worker) or to its own file (bench.cpp, run.cpp, status.cpp).
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "common/size.hpp"
 #include "keygen.hpp"
 #include "run.hpp"
 #include "status.hpp"
@@ -37,7 +39,14 @@ int run_worker(const std::vector<std::string>& args) {
   return mqpool::worker_main(static_cast<int>(owned.size()), argv.data());
 }
 
-void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
+// The flags of `mqpool broker`; a size is a string until it is checked (max_message).
+struct BrokerFlags {
+  mqpool::BrokerOptions options;
+  std::string max_message = "256M";
+};
+
+void add_broker_options(CLI::App& sub, BrokerFlags& f) {
+  mqpool::BrokerOptions& o = f.options;
   sub.add_option("--frontend", o.frontend,
                  "endpoint clients connect to (tcp://HOST:PORT, ipc://PATH)")
       ->capture_default_str();
@@ -52,6 +61,20 @@ void add_broker_options(CLI::App& sub, mqpool::BrokerOptions& o) {
   sub.add_flag("--insecure", o.insecure,
                "no warning for endpoints beyond loopback without CURVE (anyone who reaches "
                "them can run commands on the workers)");
+  sub.add_option("--max-message", f.max_message,
+                 "disconnect a peer that sends a frame larger than SIZE (64K to 1T; K, M, G)")
+      ->capture_default_str();
+}
+
+int run_broker(BrokerFlags& f) {
+  try {
+    f.options.max_message =
+        static_cast<std::int64_t>(mqpool::detail::parse_size_option("--max-message", f.max_message));
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "mqpool broker: " << e.what() << '\n';
+    return 1;
+  }
+  return mqpool::run_broker(f.options);
 }
 
 int cli_main(int argc, char** argv) {
@@ -62,7 +85,7 @@ int cli_main(int argc, char** argv) {
     return "mqpool: " + std::string(e.what()) + " (see mqpool --help)\n";
   });
 
-  mqpool::BrokerOptions broker_opts;
+  BrokerFlags broker_opts;
   auto* broker = app.add_subcommand("broker", "run a broker until SIGINT/SIGTERM");
   add_broker_options(*broker, broker_opts);
 
@@ -114,7 +137,7 @@ int cli_main(int argc, char** argv) {
     return run->parsed() ? mqpool::cli::kRunSetupError : kUsageError;
   }
   try {
-    if (*broker) return mqpool::run_broker(broker_opts);
+    if (*broker) return run_broker(broker_opts);
     if (*worker) return run_worker(worker->remaining());
     if (*status) return mqpool::cli::run_status(status_opts);
     if (*bench) return mqpool::cli::run_bench(bench_opts);

@@ -30,6 +30,7 @@
 
 #include "common/duration.hpp"
 #include "common/host.hpp"
+#include "common/size.hpp"
 #include "joblog.hpp"
 #include "progress.hpp"
 #include "run_command.hpp"
@@ -69,19 +70,6 @@ Halt parse_halt(std::string_view text) {
   h.when = when == "now" ? Halt::When::now : Halt::When::soon;
   h.fails = n;
   return h;
-}
-
-// "64M", "1000", "2K", "1G": bytes, the suffixes powers of 1024.
-std::uint64_t parse_size(std::string_view option, std::string_view text) {
-  std::uint64_t n = 0;
-  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  const std::string_view unit(p, static_cast<std::size_t>(text.data() + text.size() - p));
-  const int shift = unit.empty() ? 0 : unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : -1;
-  if (ec != std::errc() || shift < 0 || n == 0 || n > (std::uint64_t{1} << (40 - shift)))
-    throw std::invalid_argument(std::string(option) + " '" + std::string(text) +
-                                "' is not a size: a number of bytes from 1 to 1T, with an "
-                                "optional K, M or G");
-  return n << shift;
 }
 
 // The items, read one at a time as jobs are started, so that an endless input works.
@@ -181,7 +169,7 @@ class Runner {
         halt_(halt),
         skip_(std::move(skip)),
         input_(o.arg_file, o.null ? '\0' : '\n'),
-        max_output_(parse_size("--max-output", o.max_output)),
+        max_output_(detail::parse_size_option("--max-output", o.max_output)),
         bar_(o.bar || (!o.no_bar && ::isatty(STDERR_FILENO))),
         pool_(std::move(pool_options)) {
     // Twice the executors keeps each one fed while results travel back. With --halt soon
@@ -430,6 +418,7 @@ PoolOptions pool_options(const RunOptions& o) {
   p.curve_secret_file = o.keys.curve_secret;
   p.broker_key_file = o.keys.broker_key;
   if (!o.timeout.empty()) p.task_timeout = detail::parse_duration_option("--timeout", o.timeout);
+  p.max_message = static_cast<std::int64_t>(detail::parse_size_option("--max-message", o.max_message));
   return p;
 }
 
@@ -475,6 +464,9 @@ void add_run_options(CLI::App& sub, RunOptions& o) {
   sub.add_flag("-0,--null", o.null, "input items end with NUL, not newline");
   sub.add_option("-a,--arg-file", o.arg_file, "read the input items from FILE, not stdin");
   sub.add_option("--max-output", o.max_output, "keep at most SIZE of each job's stdout and stderr")
+      ->capture_default_str();
+  sub.add_option("--max-message", o.max_message,
+                 "with --connect: the largest frame taken from the broker (64K to 1T)")
       ->capture_default_str();
   auto* bar = sub.add_flag("--bar", o.bar, "show the progress bar (default: when stderr is a tty)");
   sub.add_flag("--no-bar", o.no_bar, "never show the progress bar")->excludes(bar);

@@ -28,6 +28,7 @@ struct RunOptions {
   bool null = false;               // items end with NUL, not newline
   std::string arg_file;            // items from this file, not stdin
   std::string max_output = "64M";  // bound on each job's stdout and stderr
+  std::string max_message = "256M";  // PoolOptions::max_message
   bool bar = false, no_bar = false;
   std::vector<std::string> command;
   bool command_after_dashes = false;  // it came after "--": it may start with '-'

@@ -147,7 +147,7 @@ void BrokerCore::submit(Client& client, proto::ChunkSpec spec, zmq::message_t ar
   }
   const std::uint64_t id = next_chunk_++;
   counters_.submitted += spec.count;
-  chunks_.emplace(id, Chunk{&client, std::move(spec), std::move(args), 0, false, {}});
+  chunks_.emplace(id, Chunk{&client, std::move(spec), std::move(args), 0, false, {}, {}});
   enqueue(id, client, false);
 }
 
@@ -171,8 +171,7 @@ void BrokerCore::enqueue(std::uint64_t id, Client& c, bool front) {
 void BrokerCore::on_ready(const std::string& peer, const proto::Ready& r, TimePoint now) {
   if (peer.empty() || peer[0] != 'E') throw SerializationError("ready: not from an executor");
   Executor& e = executors_[peer];
-  e.expiry = std::chrono::milliseconds(std::uint64_t{std::max(r.heartbeat_ms, 1u)} *
-                                       std::max(r.liveness, 1u));
+  e.expiry = silence_window(r.heartbeat_ms, r.liveness);
   seen(peer, now);
   e.agent = r.agent;
   e.pid = r.pid;
@@ -442,6 +441,7 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     std::vector<zmq::message_t> frames;
   };
   std::vector<Reply> replies;
+  std::size_t foreign = 0;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     auto it = chunks_.find(ids[i]);
     if (it == chunks_.end()) {
@@ -449,6 +449,13 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
       continue;
     }
     Chunk& c = it->second;
+    // Only an executor that was given the chunk may answer for it: no peer on the
+    // worker side can put results of its making into another client's job.
+    if (c.executor != peer &&
+        std::find(c.earlier.begin(), c.earlier.end(), peer) == c.earlier.end()) {
+      ++foreign;
+      continue;
+    }
     if (c.executor.empty()) {
       --queue_live_;  // a late answer for a chunk that was queued again: take it
       --c.client->live;
@@ -467,15 +474,19 @@ void BrokerCore::on_done(const std::string& peer, proto::Message& m, TimePoint n
     r->specs.push_back({c.spec.job, c.spec.seq, c.spec.count});
     r->frames.push_back(std::move(m.frames[2 * i]));
     r->frames.push_back(std::move(m.frames[2 * i + 1]));
+    chunks_.erase(it);  // now: a chunk named twice in one DONE is answered once
   }
   for (Reply& r : replies) deliver(r.client->id, r.specs, std::move(r.frames));
-  for (std::uint64_t id : ids) chunks_.erase(id);
   if (ex != executors_.end() && ex->second.inflight > 0) {
     learn_cost(ex->second, now);
     --ex->second.inflight;
     ex->second.exclusive = false;
     offer(ex->second);
   }
+  // Counted and logged as malformed (the Receiver), after the rest of the DONE was taken.
+  if (foreign > 0)
+    throw SerializationError("done: " + std::to_string(foreign) +
+                             " chunk(s) that this executor was never given");
 }
 
 void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e) {
@@ -522,6 +533,7 @@ void BrokerCore::requeue(std::uint64_t id, bool penalise, bool split, bool lost,
   auto it = chunks_.find(id);
   if (it == chunks_.end()) return;
   Chunk& c = it->second;
+  c.earlier.push_back(std::move(c.executor));
   c.executor.clear();
   if (penalise && ++c.losses > c.spec.max_retries) {
     fail(id, WireError{ErrorCode::worker_lost, "",
@@ -561,7 +573,7 @@ void BrokerCore::split_to_front(ChunkIt it, const std::vector<std::uint32_t>& co
     const std::uint64_t nid = next_chunk_++;
     chunks_.emplace(
         nid,
-        Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, whole.suspect, {}});
+        Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, whole.suspect, {}, {}});
     enqueue(nid, *whole.client, true);
   }
 }

@@ -26,8 +26,9 @@ int poll_timeout(TimePoint at) {
 }  // namespace
 
 Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-           LocalClient* local, const CurveServer* curve)
+           LocalClient* local, const LoopOptions& options)
     : backend_(ctx, zmq::socket_type::router), local_(local) {
+  const CurveServer* curve = options.curve ? &*options.curve : nullptr;
   if (curve != nullptr) {
     keys_.emplace(curve->authorized_dir);
     load_keys();
@@ -39,12 +40,13 @@ Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& 
     s.set(zmq::sockopt::curve_secretkey, curve->secret);
     s.set(zmq::sockopt::zap_domain, "mqpool");
   };
-  proto::configure_router(backend_);
+  // Executors and agents name themselves, and come back under the same name.
+  proto::configure_router(backend_, proto::Handover::yes, options.max_message);
   secure(backend_);
   backend_.bind(backend);
   if (!frontend.empty()) {
     zmq::socket_t& front = frontend_.emplace(ctx, zmq::socket_type::router);
-    proto::configure_router(front);
+    proto::configure_router(front, proto::Handover::no, options.max_message);
     secure(front);
     front.bind(frontend);
     watch_disconnects(ctx, front);

@@ -10,6 +10,7 @@
 #include "common/curve.hpp"
 #include "common/endpoint.hpp"
 #include "common/log.hpp"
+#include "common/size.hpp"
 #include "mqpool/broker.hpp"
 
 namespace mqpool {
@@ -41,16 +42,21 @@ void check_options(const BrokerOptions& o) {
               "keys would admit every key");
   if (o.insecure && !o.curve_secret_file.empty())
     throw std::invalid_argument("--insecure and --curve-secret contradict each other");
+  detail::check_max_message("--max-message", o.max_message);
 }
 
-// CURVE's keys, read before anything binds. Throws std::invalid_argument.
-std::optional<broker::CurveServer> curve_of(const BrokerOptions& o) {
-  if (o.curve_secret_file.empty()) return std::nullopt;
+// The loop's options; CURVE's keys are read before anything binds. Throws
+// std::invalid_argument.
+broker::LoopOptions loop_options(const BrokerOptions& o) {
+  broker::LoopOptions lo;
+  lo.max_message = o.max_message;
+  if (o.curve_secret_file.empty()) return lo;
   if (!std::filesystem::is_directory(o.authorized_keys_dir))
     throw std::invalid_argument("--authorized-keys " + o.authorized_keys_dir +
                                 ": not a directory");
-  return broker::CurveServer{detail::read_key(o.curve_secret_file, "--curve-secret"),
-                             o.authorized_keys_dir};
+  lo.curve = broker::CurveServer{detail::read_key(o.curve_secret_file, "--curve-secret"),
+                                 o.authorized_keys_dir};
+  return lo;
 }
 
 // Anyone who reaches an endpoint without CURVE may run commands on the workers
@@ -96,10 +102,10 @@ std::string bind_failure(const BrokerOptions& o, const zmq::error_t& e) {
 }  // namespace
 
 int run_broker(const BrokerOptions& options) {
-  std::optional<broker::CurveServer> curve;
+  broker::LoopOptions loop_opts;
   try {
     check_options(options);
-    curve = curve_of(options);
+    loop_opts = loop_options(options);
   } catch (const std::invalid_argument& e) {
     fail(e.what());
     return 1;
@@ -114,7 +120,7 @@ int run_broker(const BrokerOptions& options) {
   zmq::context_t ctx;
   std::optional<broker::Loop> loop;
   try {
-    loop.emplace(ctx, options.frontend, options.backend, nullptr, curve ? &*curve : nullptr);
+    loop.emplace(ctx, options.frontend, options.backend, nullptr, loop_opts);
   } catch (const zmq::error_t& e) {
     loop.reset();
     ctx.close();  // frees whichever endpoint was bound before the other one failed

@@ -9,12 +9,15 @@
 
 namespace mqpool::broker {
 
-namespace {
-
-Clock::duration window(std::uint32_t heartbeat_ms, std::uint32_t liveness) {
-  return std::chrono::milliseconds(std::uint64_t{std::max(heartbeat_ms, 1u)} *
-                                   std::max(liveness, 1u));
+// A peer's silence window, as its greeting declares it, but never longer than
+// kMaxSilence: a peer that declares hours cannot hold its chunks (or its place) that long.
+Clock::duration silence_window(std::uint32_t heartbeat_ms, std::uint32_t liveness) {
+  const auto declared = std::chrono::milliseconds(std::uint64_t{std::max(heartbeat_ms, 1u)} *
+                                                  std::max(liveness, 1u));
+  return std::min<Clock::duration>(declared, kMaxSilence);
 }
+
+namespace {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -49,7 +52,7 @@ void BrokerCore::on_hello(const std::string& peer, const proto::Hello& h, TimePo
   c.id = peer;
   c.name = h.name;
   c.since = now;
-  c.expiry = window(h.heartbeat_ms, h.liveness);
+  c.expiry = silence_window(h.heartbeat_ms, h.liveness);
   seen(peer, now);
   outbox_.push_back(
       {Side::client,
@@ -141,7 +144,7 @@ void BrokerCore::on_agent_hello(const std::string& peer, const proto::AgentHello
   a.pid = h.pid;
   a.executors = h.executors;
   a.tasks = std::unordered_set<std::string>(h.tasks.begin(), h.tasks.end());
-  a.expiry = window(h.heartbeat_ms, h.liveness);
+  a.expiry = silence_window(h.heartbeat_ms, h.liveness);
   a.last_seen = now;
   next_sweep_ = std::min(next_sweep_, now + a.expiry);
   for (const std::string& t : h.tasks) unknown_since_.erase(t);

@@ -13,6 +13,7 @@
 
 #include "common/host.hpp"
 #include "common/log.hpp"
+#include "common/size.hpp"
 #include "mqpool/registry.hpp"
 #include "test_hooks.hpp"
 #include "worker/agent.hpp"
@@ -40,6 +41,7 @@ void validate(const PoolOptions& o) {
   if (o.connect.empty() && (!o.curve_secret_file.empty() || !o.broker_key_file.empty()))
     throw std::invalid_argument(
         "PoolOptions::curve_secret_file and broker_key_file are for a cluster pool (connect)");
+  check_max_message("PoolOptions::max_message", o.max_message);
 }
 
 // In the forked agent: keep stdio and the pipe; other descriptors belong to the client
@@ -75,7 +77,8 @@ PoolCore::PoolCore(PoolOptions options)
                             load_curve_client(options_.curve_secret_file,
                                               options_.broker_key_file,
                                               "PoolOptions::curve_secret_file",
-                                              "PoolOptions::broker_key_file")},
+                                              "PoolOptions::broker_key_file"),
+                            options_.max_message},
         *session_);
     // `processes` describes local workers and is ignored here; map chunks are sized
     // for the executors the cluster had when this pool joined it.
@@ -110,6 +113,7 @@ void PoolCore::start_local() {
     a.heartbeat_ms = static_cast<std::uint32_t>(options_.heartbeat_interval.count());
     a.liveness = static_cast<std::uint32_t>(options_.heartbeat_liveness);
     a.grace = std::chrono::milliseconds(0);  // terminate() kills at once
+    a.max_message = options_.max_message;
     int rc = 1;
     try {
       rc = worker::run_agent(a);
@@ -129,7 +133,8 @@ void PoolCore::start_local() {
   try {
     // The broker thread serves this pool's session directly: no client socket at all.
     session_ = new_session(false);
-    broker_ = std::make_unique<broker::Loop>(ctx_.get(), "", backend, session_.get());
+    broker_ = std::make_unique<broker::Loop>(ctx_.get(), "", backend, session_.get(),
+                                             broker::LoopOptions{{}, options_.max_message});
     // Whatever ends the thread early fails every outstanding task with its cause.
     broker_thread_ = std::thread([this] {
       session_->drive([this] { broker_->run(); }, ErrorCode::pool_state,

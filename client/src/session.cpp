@@ -431,7 +431,7 @@ RemoteLink::RemoteLink(zmq::context_t& ctx, Options options, Session& session)
       sock_(ctx, zmq::socket_type::dealer),
       watch_(ctx, sock_, options_.curve.has_value()),
       session_(session) {
-  proto::configure_dealer(sock_, proto::Traffic::work, {}, 0);
+  proto::configure_dealer(sock_, proto::Traffic::work, {}, 0, options_.max_message);
   if (options_.curve) apply_curve(sock_, *options_.curve);
   hello_ = proto::Hello{random_session(), host_pid(),
                         static_cast<std::uint32_t>(options_.heartbeat.count()), options_.liveness};
@@ -481,20 +481,18 @@ void RemoteLink::handshake() {
       throw ConnectionError("no broker answered at " + options_.endpoint + " within " +
                             std::to_string(options_.connect_timeout.count()) + " ms");
     if (const std::string why = watch_.refusal(); !why.empty()) throw error(why);
-    // Its own recv, not receiver_.drain(): one message per wait, and a WELCOME or
-    // REFUSED whose header does not decode fails the connect (SerializationError) rather
-    // than being dropped. A malformed envelope is dropped by the one policy all the same.
-    std::optional<proto::Message> m;
+    // Its own recv, not receiver_.drain(): one message per wait. Whatever is malformed,
+    // a WELCOME or REFUSED too, is dropped by the one policy, and the wait goes on.
     try {
-      m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
+      std::optional<proto::Message> m = proto::recv(sock_, false, zmq::recv_flags::dontwait);
+      if (!m) continue;
+      if (m->cmd == proto::Cmd::refused) throw error(proto::decode<proto::Bye>(*m).reason);
+      if (m->cmd != proto::Cmd::welcome) continue;
+      executors_at_connect_ = proto::decode<proto::Welcome>(*m).executors;
     } catch (const SerializationError& e) {
       receiver_.drop({}, e.what());
       continue;
     }
-    if (!m) continue;
-    if (m->cmd == proto::Cmd::refused) throw error(proto::decode<proto::Bye>(*m).reason);
-    if (m->cmd != proto::Cmd::welcome) continue;
-    executors_at_connect_ = proto::decode<proto::Welcome>(*m).executors;
     welcomed_ = true;
     last_heard_ = Clock::now();
     next_beat_ = last_heard_ + options_.heartbeat;

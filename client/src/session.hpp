@@ -154,6 +154,7 @@ class RemoteLink {
     std::chrono::milliseconds heartbeat{1000};
     std::uint32_t liveness = 3;
     std::optional<CurveClient> curve;
+    std::int64_t max_message = proto::kDefaultMaxMessage;
   };
   // Connects and waits up to `connect_timeout` for the broker's WELCOME; throws
   // ConnectionError naming the endpoint if none comes, or if the endpoint refuses (a

@@ -306,25 +306,26 @@ void Receiver::note(bool error, std::string_view what, std::string_view peer,
 }
 
 namespace {
-// Traffic::work's limits, the same at both ends of a connection.
+// Traffic::work's high-water marks, the same at both ends of a connection.
 void set_work_limits(zmq::socket_t& s) {
   s.set(zmq::sockopt::sndhwm, 0);
   s.set(zmq::sockopt::rcvhwm, 0);
-  s.set(zmq::sockopt::maxmsgsize, kMaxMessageSize);
 }
 }  // namespace
 
-void configure_router(zmq::socket_t& s) {
+void configure_router(zmq::socket_t& s, Handover handover, std::int64_t max_message) {
   s.set(zmq::sockopt::router_mandatory, 1);
-  s.set(zmq::sockopt::router_handover, 1);
+  s.set(zmq::sockopt::router_handover, handover == Handover::yes ? 1 : 0);
   set_work_limits(s);
+  s.set(zmq::sockopt::maxmsgsize, max_message);
   s.set(zmq::sockopt::linger, 0);
 }
 
 void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
-                      std::optional<int> linger_ms) {
+                      std::optional<int> linger_ms, std::int64_t max_message) {
   if (!routing_id.empty()) s.set(zmq::sockopt::routing_id, routing_id);
   if (traffic == Traffic::work) set_work_limits(s);
+  s.set(zmq::sockopt::maxmsgsize, max_message);
   if (linger_ms) s.set(zmq::sockopt::linger, *linger_ms);
   s.set(zmq::sockopt::reconnect_ivl_max, 5000);  // ms: the back-off's ceiling
 }

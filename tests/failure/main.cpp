@@ -140,10 +140,12 @@ int main(int argc, char** argv) {
     if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
     if (role == "fork_under_threads") return ftest::fork_under_threads();
     // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers); with two
-    // arguments, CURVE: its secret key file and the directory of admitted keys.
+    // arguments, CURVE: its secret key file and the directory of admitted keys; with one,
+    // its --max-message in bytes.
     if (role == "broker" && dir != nullptr) {
       mqpool::BrokerOptions o{"ipc://" + std::string(dir) + "/front",
                               "ipc://" + std::string(dir) + "/back"};
+      if (argc == 2) o.max_message = std::stoll(argv[1]);
       if (argc == 3) {
         o.curve_secret_file = argv[1];
         o.authorized_keys_dir = argv[2];

@@ -249,6 +249,40 @@ TEST(BrokerLateDone, ALateDoneForAChunkWaitingInTheQueueTakesItOffTheQueue) {
   EXPECT_TRUE(h.take().empty()) << "a delivered chunk was dispatched again";
 }
 
+// No peer on the worker side can answer for a chunk it was not given: its DONE would
+// put results of its making into another client's job.
+TEST(BrokerLateDone, ADoneFromAnExecutorThatWasNeverGivenTheChunkIsRefused) {
+  Harness h;
+  h.ready(1, 100);
+  h.ready(2, 200);
+  h.submit_singles("c1", 0, 1);
+  auto first = h.take();
+  ASSERT_EQ(first.size(), 1u);
+  const std::uint64_t id = first[0].tasks.at(0).chunk;
+  const std::string holder = first[0].peer;
+  const std::string other = holder == exec(1, 100) ? exec(2, 200) : exec(1, 100);
+  EXPECT_THROW(h.done(other, {id}, {{"", "forged"}}), mqpool::SerializationError);
+  EXPECT_TRUE(h.take().empty()) << "a forged result was delivered";
+  EXPECT_EQ(h.core.running(), 1u);
+  h.done(holder, {id}, {{"", "real"}});
+  auto results = only(h.take(), Cmd::result);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(bytes(results[0].frames.at(1)), "real");
+}
+
+// A chunk named twice in one DONE is one answer, not two.
+TEST(BrokerLateDone, AChunkNamedTwiceInOneDoneIsDeliveredOnce) {
+  Harness h;
+  h.ready(1, 100);
+  h.submit_singles("c1", 0, 1);
+  const std::uint64_t id = h.take().at(0).tasks.at(0).chunk;
+  h.done(exec(1, 100), {id, id}, {{"", "a"}, {"", "b"}});
+  auto results = only(h.take(), Cmd::result);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].results.size(), 1u);
+  EXPECT_EQ(h.core.counters().done, 1u);
+}
+
 TEST(BrokerLateDone, DoneForAnUnknownChunkIsCountedAsADuplicate) {
   Harness h;
   h.ready(1, 100);
@@ -362,3 +396,15 @@ TEST(BrokerExecutorLoss, ACrashInABatchOfCallsChargesNoCallButSplitsThem) {
 
 }  // namespace
 }  // namespace unit_broker
+
+namespace {
+// A peer's greeting sets its silence window, but no peer can declare itself patient
+// enough to hold its chunks for hours.
+TEST(BrokerExpiry, ADeclaredSilenceWindowIsCappedAtTenMinutes) {
+  using mqpool::broker::kMaxSilence;
+  using mqpool::broker::silence_window;
+  EXPECT_EQ(silence_window(1000, 3), std::chrono::seconds(3));
+  EXPECT_EQ(silence_window(0, 0), std::chrono::milliseconds(1));
+  EXPECT_EQ(silence_window(UINT32_MAX, UINT32_MAX), kMaxSilence);
+}
+}  // namespace

@@ -310,30 +310,69 @@ TEST_F(ReceiverTest, ItLogsAtMostABurstPerWindowAndCountsEveryOne) {
 
 TEST(ProtocolSocket, RoutersAndDealersGetTheirOptions) {
   zmq::context_t ctx;
+  constexpr std::int64_t kLimit = std::int64_t{5} << 20;
   zmq::socket_t router(ctx, zmq::socket_type::router);
-  proto::configure_router(router);
+  proto::configure_router(router, proto::Handover::yes, kLimit);
   EXPECT_EQ(router.get(zmq::sockopt::sndhwm), 0);
   EXPECT_EQ(router.get(zmq::sockopt::rcvhwm), 0);
-  EXPECT_EQ(router.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(router.get(zmq::sockopt::maxmsgsize), kLimit);
   EXPECT_EQ(router.get(zmq::sockopt::linger), 0);
 
   zmq::socket_t work(ctx, zmq::socket_type::dealer);
-  proto::configure_dealer(work, proto::Traffic::work, std::string("E\0id", 4), std::nullopt);
+  proto::configure_dealer(work, proto::Traffic::work, std::string("E\0id", 4), std::nullopt,
+                          proto::kDefaultMaxMessage);
   EXPECT_EQ(work.get(zmq::sockopt::routing_id), std::string("E\0id", 4));
   EXPECT_EQ(work.get(zmq::sockopt::sndhwm), 0);
   EXPECT_EQ(work.get(zmq::sockopt::rcvhwm), 0);
-  EXPECT_EQ(work.get(zmq::sockopt::maxmsgsize), proto::kMaxMessageSize);
+  EXPECT_EQ(work.get(zmq::sockopt::maxmsgsize), proto::kDefaultMaxMessage);
   EXPECT_EQ(work.get(zmq::sockopt::linger), -1);  // ZeroMQ's default: wait until sent
   EXPECT_EQ(work.get(zmq::sockopt::reconnect_ivl_max), 5000);
 
   zmq::socket_t control(ctx, zmq::socket_type::dealer);
-  proto::configure_dealer(control, proto::Traffic::control, {}, 1000);
+  proto::configure_dealer(control, proto::Traffic::control, {}, 1000, kLimit);
   EXPECT_EQ(control.get(zmq::sockopt::routing_id), "");
   EXPECT_EQ(control.get(zmq::sockopt::sndhwm), 1000);  // ZeroMQ's defaults
   EXPECT_EQ(control.get(zmq::sockopt::rcvhwm), 1000);
-  EXPECT_EQ(control.get(zmq::sockopt::maxmsgsize), -1);
+  EXPECT_EQ(control.get(zmq::sockopt::maxmsgsize), kLimit);  // every socket has a limit
   EXPECT_EQ(control.get(zmq::sockopt::linger), 1000);
   EXPECT_EQ(control.get(zmq::sockopt::reconnect_ivl_max), 5000);
+}
+
+// Without handover (the broker's frontend), a second peer that announces the routing id
+// of a connected one does not take its place, nor the messages routed to it.
+TEST(ProtocolSocket, WithoutHandoverAPeerCannotTakeOverAConnectedPeersId) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  proto::configure_router(router, proto::Handover::no, proto::kDefaultMaxMessage);
+  arm(router);
+  router.bind("inproc://unit-handover");
+  auto peer = [&](const std::string& id) {
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    arm(s);
+    s.set(zmq::sockopt::routing_id, id);
+    s.connect("inproc://unit-handover");
+    return s;
+  };
+  auto say = [](zmq::socket_t& s, proto::Cmd cmd) {
+    ASSERT_TRUE(proto::send(s, proto::make(cmd, std::vector<int>{}), false));
+  };
+  zmq::socket_t victim = peer("victim");
+  say(victim, proto::Cmd::heartbeat);
+  ASSERT_EQ(recv_within(router, true)->peer, "victim");
+  zmq::socket_t thief = peer("victim");
+  say(thief, proto::Cmd::bye);
+  // The router takes connections in the order they were made: once the probe's message
+  // is in, the thief's connection has been dealt with.
+  zmq::socket_t probe = peer("probe");
+  say(probe, proto::Cmd::status);
+  while (true) {
+    auto m = recv_within(router, true);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_NE(m->cmd, proto::Cmd::bye) << "the thief's message came in as the victim's";
+    if (m->peer == "probe") break;
+  }
+  ASSERT_TRUE(proto::send(router, proto::make(proto::Cmd::welcome, proto::Welcome{}, "victim"), true));
+  EXPECT_EQ(recv_within(victim, false)->cmd, proto::Cmd::welcome);
 }
 
 TEST(ProtocolSocket, InprocPairWithoutRouting) {

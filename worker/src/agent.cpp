@@ -68,7 +68,8 @@ class Agent {
 
     zmq::context_t ctx(1);
     zmq::socket_t sock(ctx, zmq::socket_type::dealer);
-    proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000);
+    proto::configure_dealer(sock, proto::Traffic::control, proto::agent_id(id_), 1000,
+                            options_.max_message);
     if (options_.curve) detail::apply_curve(sock, *options_.curve);
     // Its executors use the same keys: the agent alone says why the broker refuses them.
     detail::HandshakeWatch watch(ctx, sock, options_.curve.has_value());

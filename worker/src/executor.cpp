@@ -119,7 +119,7 @@ class Heartbeat {
 
   void beat() {
     zmq::socket_t sock(ctx_, zmq::socket_type::dealer);
-    proto::configure_dealer(sock, proto::Traffic::control, id_, 0);
+    proto::configure_dealer(sock, proto::Traffic::control, id_, 0, options_.max_message);
     if (options_.curve) detail::apply_curve(sock, *options_.curve);
     sock.connect(options_.endpoint);
     Times t{Clock::now(), Clock::now()};
@@ -351,7 +351,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     const auto pid = static_cast<std::uint32_t>(getpid());
     // ZeroMQ's default linger: the last DONE is flushed before the context closes.
     proto::configure_dealer(sock, proto::Traffic::work, proto::executor_id(agent, pid),
-                            std::nullopt);
+                            std::nullopt, options.max_message);
     if (options.curve) detail::apply_curve(sock, *options.curve);
     sock.connect(options.endpoint);
 

@@ -13,6 +13,7 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
+#include "common/size.hpp"
 #include "common/log.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
@@ -53,6 +54,7 @@ struct Flags {
   std::string heartbeat = "1s";
   int liveness = 3;
   std::string curve_secret, broker_key;
+  std::string max_message = "256M";
 };
 
 void add_flags(CLI::App& app, Flags& f) {
@@ -79,6 +81,9 @@ void add_flags(CLI::App& app, Flags& f) {
   app.add_option("--curve-secret", f.curve_secret,
                  "CURVE: this worker's secret key file (mqpool keygen NAME writes NAME.key)");
   app.add_option("--broker-key", f.broker_key, "CURVE: the broker's public key file (NAME.pub)");
+  app.add_option("--max-message", f.max_message,
+                 "disconnect from a broker that sends a frame larger than SIZE (64K to 1T)")
+      ->capture_default_str();
 }
 
 // Checks the flags and completes f.options from them, sets the log level, loads the
@@ -100,6 +105,9 @@ void apply_flags(Flags& f) {
   if (f.liveness < 1)
     throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(f.liveness));
   o.liveness = static_cast<std::uint32_t>(f.liveness);
+  o.max_message =
+      static_cast<std::int64_t>(detail::parse_size_option("--max-message", f.max_message));
+  detail::check_max_message("--max-message", o.max_message);
   o.curve = detail::load_curve_client(f.curve_secret, f.broker_key, "--curve-secret",
                                       "--broker-key");
   detail::configure_log_level(f.level);

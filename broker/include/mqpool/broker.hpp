@@ -1,6 +1,7 @@
 // Running a standalone broker (`mqpool broker`).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace mqpool {
@@ -14,6 +15,9 @@ struct BrokerOptions {
   std::string curve_secret_file{};
   std::string authorized_keys_dir{};
   bool insecure = false;  // bound beyond loopback without CURVE, on purpose: no warning
+  // The largest frame it takes from a peer, in bytes (ZMQ_MAXMSGSIZE; 64 KiB to 1 TiB):
+  // a peer that declares more is disconnected before any memory is taken for it.
+  std::int64_t max_message = std::int64_t{256} << 20;
 };
 
 // Checks the options, binds both endpoints, prints "mqpool broker: clients on EP,

@@ -21,6 +21,11 @@ namespace mqpool::broker {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
+// The longest silence the broker waits out before it takes a peer for lost, whatever
+// heartbeat interval and liveness the peer declares.
+inline constexpr Clock::duration kMaxSilence = std::chrono::minutes(10);
+Clock::duration silence_window(std::uint32_t heartbeat_ms, std::uint32_t liveness);
+
 enum class Side { client, worker };
 
 struct Outgoing {
@@ -110,6 +115,9 @@ class BrokerCore {
     std::uint32_t losses = 0;  // deaths of an executor that ran nothing but this chunk
     bool suspect = false;      // was on an executor that died: now travels alone
     std::string executor;      // empty while queued
+    // The executors it was taken back from (lost, or gone on purpose): their late DONE
+    // still counts. A DONE from any other executor is refused (on_done).
+    std::vector<std::string> earlier;
   };
   // On ready_ (its ReadyLink) while it has credit left and may get work. unordered_map
   // nodes never move, so the links stay valid until the executor is erased.

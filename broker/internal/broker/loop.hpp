@@ -22,15 +22,21 @@ struct CurveServer {
   std::string authorized_dir;
 };
 
+// What the broker's ROUTERs take from the network.
+struct LoopOptions {
+  std::optional<CurveServer> curve;  // CURVE on both, or plain ZMTP
+  std::int64_t max_message = proto::kDefaultMaxMessage;  // ZMQ_MAXMSGSIZE
+};
+
 class Loop {
  public:
   // Binds the client-facing and worker-facing endpoints ("tcp://host:*" allowed); an
-  // empty frontend binds none (a local pool's only client is `local`). With `curve`, both
-  // ROUTERs are CURVE servers and admit only the keys of its directory, through a ZAP
-  // handler bound first. Throws zmq::error_t if an endpoint cannot be bound, and
-  // std::runtime_error if the directory cannot be read.
+  // empty frontend binds none (a local pool's only client is `local`). With
+  // `options.curve`, both ROUTERs are CURVE servers and admit only the keys of its
+  // directory, through a ZAP handler bound first. Throws zmq::error_t if an endpoint
+  // cannot be bound, and std::runtime_error if the directory cannot be read.
   Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& backend,
-       LocalClient* local = nullptr, const CurveServer* curve = nullptr);
+       LocalClient* local = nullptr, const LoopOptions& options = {});
   // The endpoints actually bound (with the port chosen for ":*").
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -32,6 +33,9 @@ struct PoolOptions {
   // keygen NAME` writes NAME.key) and the broker's public key file; both or neither.
   std::string curve_secret_file{};
   std::string broker_key_file{};
+  // The largest frame (one chunk's arguments or outcomes) this pool's sockets take from
+  // a peer, in bytes (ZMQ_MAXMSGSIZE; 64 KiB to 1 TiB). The broker's default is the same.
+  std::int64_t max_message = std::int64_t{256} << 20;
 };
 
 template <class R>

@@ -20,8 +20,10 @@
 namespace mqpool::proto {
 
 inline constexpr std::string_view kTag = "MQP2";
-// Messages from the network larger than this are refused by ZeroMQ (ZMQ_MAXMSGSIZE).
-inline constexpr std::int64_t kMaxMessageSize = std::int64_t{1} << 31;
+// The default ZMQ_MAXMSGSIZE of every socket (`--max-message`, PoolOptions::max_message):
+// a frame that declares more is refused by ZeroMQ before any memory is taken for it, and
+// its connection closed. Room for the 64 MiB arguments users send, a few to a chunk.
+inline constexpr std::int64_t kDefaultMaxMessage = std::int64_t{256} << 20;
 
 enum class Cmd : std::uint8_t {
   // client <-> broker (frontend)
@@ -289,17 +291,23 @@ void Receiver::drain(zmq::socket_t& s, bool routed, Handler&& on_message, std::s
 
 // Every socket of the protocol is set up by one of these (docs/PROTOCOL.md §1), so that
 // the options both ends must agree on are written once.
+// Every socket refuses frames larger than `max_message` (ZMQ_MAXMSGSIZE).
 //   Traffic::work: carries tasks and outcomes: no high-water mark either way (credits
-//     bound the worker side; nothing is ever dropped), and ZMQ_MAXMSGSIZE kMaxMessageSize.
-//   Traffic::control: hellos, heartbeats, kills: ZeroMQ's defaults for both.
+//     bound the worker side; nothing is ever dropped).
+//   Traffic::control: hellos, heartbeats, kills: ZeroMQ's default high-water marks.
 enum class Traffic { work, control };
+// Whether a peer that connects with the routing id of a connected one takes it over
+// (ZMQ_ROUTER_HANDOVER). Workers name themselves and need it to come back; clients get
+// ids from the ROUTER, and without it no peer can take over a client's id, and with it
+// that client's results.
+enum class Handover { no, yes };
 // One of the broker's ROUTERs: work traffic, ROUTER_MANDATORY (an unroutable reply is an
-// error the broker sees), ROUTER_HANDOVER (a reconnecting peer takes over its id), linger 0.
-void configure_router(zmq::socket_t& s);
+// error the broker sees), `handover`, linger 0.
+void configure_router(zmq::socket_t& s, Handover handover, std::int64_t max_message);
 // A DEALER that connects to the broker: `traffic`; a lost broker looked for again at
 // growing intervals, up to 5 s; `routing_id` unless empty (the ROUTER then assigns one);
 // linger `linger_ms` unless nullopt (ZeroMQ's default: wait until everything is sent).
 void configure_dealer(zmq::socket_t& s, Traffic traffic, const std::string& routing_id,
-                      std::optional<int> linger_ms);
+                      std::optional<int> linger_ms, std::int64_t max_message);
 
 }  // namespace mqpool::proto

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/curve.hpp"
+#include "common/protocol.hpp"
 
 namespace mqpool::worker {
 
@@ -26,6 +27,7 @@ struct AgentOptions {
   // SIGTERM/SIGINT: running tasks may finish for this long before they are killed and
   // handed back to the broker (`mqpool worker --grace`).
   std::chrono::milliseconds grace{10000};
+  std::int64_t max_message = proto::kDefaultMaxMessage;  // every socket's ZMQ_MAXMSGSIZE
 };
 
 // Runs the agent: forks `processes` executors, reports each one's exit to the broker at
