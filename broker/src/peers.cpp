@@ -12,9 +12,11 @@ namespace mqpool::broker {
 // A peer's silence window, as its greeting declares it, but never longer than
 // kMaxSilence: a peer that declares hours cannot hold its chunks (or its place) that long.
 Clock::duration silence_window(std::uint32_t heartbeat_ms, std::uint32_t liveness) {
-  const auto declared = std::chrono::milliseconds(std::uint64_t{std::max(heartbeat_ms, 1u)} *
-                                                  std::max(liveness, 1u));
-  return std::min<Clock::duration>(declared, kMaxSilence);
+  // In milliseconds as integers first: two 32-bit factors overflow nanoseconds.
+  const std::uint64_t declared = std::uint64_t{std::max(heartbeat_ms, 1u)} * std::max(liveness, 1u);
+  const auto cap = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(kMaxSilence).count());
+  return std::chrono::milliseconds(std::min(declared, cap));
 }
 
 namespace {

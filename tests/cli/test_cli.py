@@ -63,16 +63,17 @@ def kill_session(proc):
     proc.wait(timeout=DEADLINE)
 
 
-def run(*args, env=None, timeout=DEADLINE):
+def run(*args, env=None, timeout=DEADLINE, input=None):
     """Runs a command to its end; returns (returncode, stdout, stderr)."""
     full_env = dict(os.environ)
     full_env.pop("MQPOOL_LOG_LEVEL", None)
     full_env.update(env or {})
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full_env,
+                            stdin=subprocess.PIPE if input is not None else None,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_session(proc)
         raise AssertionError(f"{args} did not finish within {timeout} s")
@@ -159,13 +160,18 @@ class Usage(Case):
 
     def test_every_command_has_help(self):
         expected = {
-            "broker": ["--frontend", "tcp://*:5555", "--backend", "tcp://*:5556", "--log-level"],
+            "broker": ["--frontend", "tcp://*:5555", "--backend", "tcp://*:5556", "--log-level",
+                       "--curve-secret", "--authorized-keys", "--insecure", "--max-message",
+                       "256M"],
             "worker": ["--connect", "--processes", "--load", "--maxtasksperchild", "--grace",
-                       "10s", "--log-level"],
-            "status": ["--connect", "--json", "--watch", "--timeout", "5s"],
+                       "10s", "--log-level", "--curve-secret", "--broker-key", "--max-message"],
+            "status": ["--connect", "--json", "--watch", "--timeout", "5s", "--curve-secret",
+                       "--broker-key"],
             "run": ["--connect", "--processes", "--timeout", "--retries", "--halt", "--joblog",
                     "--resume", "--dry-run", "--unordered", "--null", "--arg-file",
-                    "--max-output", "64M", "--bar", "--no-bar", "{/.}", "{#}"],
+                    "--max-output", "64M", "--bar", "--no-bar", "{/.}", "{#}",
+                    "--curve-secret", "--broker-key", "--max-message"],
+            "keygen": ["NAME.key", "0600", "NAME.pub"],
         }
         for command, flags in expected.items():
             code, out, err = mqpool(command, "--help")
@@ -387,6 +393,124 @@ class Status(Case):
         self.assertGreaterEqual(time.monotonic() - t0, 0.5, "not one second apart")
         proc.send_signal(signal.SIGINT)
         self.assertEqual(proc.wait(timeout=DEADLINE), 0)
+
+
+Z85 = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}\n")
+
+
+class Keys(Case):
+    """CURVE from the command line: keygen, the broker's checks and warning, and the
+    clients and workers that are admitted or refused (docs/SECURITY.md)."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.authorized = os.path.join(self.dir.name, "authorized")
+        os.mkdir(self.authorized)
+
+    def keygen(self, name, admit=False):
+        base = os.path.join(self.dir.name, name)
+        code, out, err = mqpool("keygen", base)
+        self.assertEqual(code, 0, err)
+        if admit:
+            with open(base + ".pub") as src, open(os.path.join(self.authorized, name + ".pub"), "w") as dst:
+                dst.write(src.read())
+        return base + ".key", base + ".pub"
+
+    def curve_broker(self, *more):
+        secret, public = self.keygen("broker")
+        broker = self.spawn(MQPOOL, "broker", "--frontend", "tcp://127.0.0.1:*", "--backend",
+                            "tcp://127.0.0.1:*", "--curve-secret", secret, "--authorized-keys",
+                            self.authorized, *more)
+        m = re.fullmatch(r"mqpool broker: clients on (\S+), workers on (\S+)\n", read_line(broker))
+        self.assertIsNotNone(m)
+        return m.group(1), m.group(2), public
+
+    def test_keygen_writes_a_pair_of_z85_lines_with_their_modes_and_never_replaces_one(self):
+        secret, public = self.keygen("alice")
+        for path, mode in ((secret, 0o600), (public, 0o644)):
+            with open(path) as f:
+                self.assertRegex(f.read(), Z85)
+            self.assertEqual(os.stat(path).st_mode & 0o777, mode & ~current_umask(), path)
+        with open(secret) as f:
+            before = f.read()
+        for existing in (secret, public):
+            other = public if existing == secret else secret
+            os.rename(other, other + ".away")  # only one of the two is there
+            err = self.assert_refused(["keygen", existing[:-4]], existing, "refusing to replace")
+            self.assertFalse(os.path.exists(other), f"{other} written beside {existing}: {err}")
+            os.rename(other + ".away", other)
+        with open(secret) as f:
+            self.assertEqual(f.read(), before)
+        self.assert_refused(["keygen", os.path.join(self.dir.name, "no", "such")],
+                            "No such file or directory")
+
+    def test_the_broker_refuses_half_or_broken_curve_settings(self):
+        secret, public = self.keygen("broker")
+        junk = os.path.join(self.dir.name, "junk.key")
+        with open(junk, "w") as f:
+            f.write("not a key\n")
+        eps = ["broker", "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*"]
+        self.assert_refused(eps + ["--curve-secret", secret], "--authorized-keys",
+                            "would admit every key")
+        self.assert_refused(eps + ["--authorized-keys", self.authorized], "--curve-secret")
+        self.assert_refused(eps + ["--curve-secret", secret, "--authorized-keys",
+                                   os.path.join(self.dir.name, "none")], "not a directory")
+        self.assert_refused(eps + ["--curve-secret", junk, "--authorized-keys", self.authorized],
+                            "junk.key", "not a CurveZMQ key")
+        self.assert_refused(eps + ["--curve-secret", secret, "--authorized-keys", self.authorized,
+                                   "--insecure"], "--insecure")
+        self.assert_refused(eps + ["--max-message", "1K"], "--max-message", "64K")
+        self.assert_refused(eps + ["--max-message", "lots"], "--max-message 'lots'")
+
+    def broker_stderr(self, *args):
+        """What a broker bound with `args` says on stderr before its SIGTERM."""
+        proc = self.spawn(MQPOOL, "broker", *args)
+        self.assertIn("mqpool broker: clients on", read_line(proc))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=DEADLINE), 0)
+        return proc.stderr.read()
+
+    def test_a_broker_open_beyond_loopback_without_curve_warns_unless_insecure(self):
+        wide = ["--frontend", "tcp://0.0.0.0:*", "--backend", "tcp://127.0.0.1:*"]
+        self.assertIn("CURVE is off", self.broker_stderr(*wide))
+        self.assertNotIn("CURVE is off", self.broker_stderr(*wide, "--insecure"))
+        self.assertNotIn("CURVE is off", self.broker_stderr("--frontend", "tcp://127.0.0.1:*",
+                                                            "--backend", "tcp://127.0.0.1:*"))
+
+    def test_admitted_keys_get_status_and_run_jobs_and_unknown_keys_are_refused(self):
+        alice = self.keygen("alice", admit=True)
+        mallory = self.keygen("mallory")
+        wkey = self.keygen("worker", admit=True)
+        front, back, broker_pub = self.curve_broker()
+        worker = self.spawn(MQPOOL, "worker", "--connect", back, "--processes", "1",
+                            "--curve-secret", wkey[0], "--broker-key", broker_pub)
+        self.assertIn("mqpool worker: connected", read_line(worker))
+        keys = lambda k: ["--curve-secret", k[0], "--broker-key", broker_pub]
+        code, out, err = mqpool("status", "--connect", front, "--json", *keys(alice))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(json.loads(out)["workers"]), 1)
+        code, out, err = mqpool("run", "--connect", front, *keys(alice), "--", "echo", "got",
+                                "{}", input="a\nb\n")
+        self.assertEqual((code, out), (0, "got a\ngot b\n"), err)
+
+        self.assert_refused(["status", "--connect", front, *keys(mallory)],
+                            "the broker refused this key")
+        self.assert_refused(["status", "--connect", front], "CURVE")  # no keys at all
+        code, out, err = mqpool("run", "--connect", front, *keys(mallory), "--", "echo", "{}",
+                                input="a\n")
+        self.assertEqual(code, 255, err)
+        self.assertIn("the broker refused this key", err)
+        self.assertEqual(out, "")
+        code, out, err = mqpool("worker", "--connect", back, *keys(mallory))
+        self.assertEqual(code, 1)
+        self.assertIn("the broker refused this key", err)
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 if __name__ == "__main__":
