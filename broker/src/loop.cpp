@@ -34,20 +34,22 @@ Loop::Loop(zmq::context_t& ctx, const std::string& frontend, const std::string& 
     load_keys();
     zap_.emplace(ctx, *keys_);  // before any bind: without a handler ZeroMQ admits all
   }
-  auto secure = [curve](zmq::socket_t& s) {
+  // The ZAP domain tells the handler which endpoint a connection came to: a key may be
+  // admitted on one of them only (KeyRing).
+  auto secure = [curve](zmq::socket_t& s, std::string_view domain) {
     if (curve == nullptr) return;
     s.set(zmq::sockopt::curve_server, 1);
     s.set(zmq::sockopt::curve_secretkey, curve->secret);
-    s.set(zmq::sockopt::zap_domain, "mqpool");
+    s.set(zmq::sockopt::zap_domain, std::string(domain));
   };
   // Executors and agents name themselves, and come back under the same name.
   proto::configure_router(backend_, proto::Handover::yes, options.max_message);
-  secure(backend_);
+  secure(backend_, kWorkerDomain);
   backend_.bind(backend);
   if (!frontend.empty()) {
     zmq::socket_t& front = frontend_.emplace(ctx, zmq::socket_type::router);
     proto::configure_router(front, proto::Handover::no, options.max_message);
-    secure(front);
+    secure(front, kClientDomain);
     front.bind(frontend);
     watch_disconnects(ctx, front);
   }
@@ -198,11 +200,12 @@ bool Loop::serve(bool local_ready) {
   return true;
 }
 
-void Loop::run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
+void Loop::run(const std::atomic<bool>* stop, std::atomic<bool>* reload,
+               const sigset_t* wait_mask) {
   t_loop = this;
   std::unique_lock lock(mu_);
   try {
-    serve_until_stopped(stop, reload, lock);
+    serve_until_stopped(stop, reload, wait_mask, lock);
   } catch (...) {
     failed_ = true;  // with mu_ held: no submitter drives the sockets after this
     t_loop = nullptr;
@@ -221,7 +224,7 @@ void Loop::run(const std::atomic<bool>* stop, std::atomic<bool>* reload) {
 // The loop itself: serve, sleep in poll (without mu_, so that submitters may serve
 // themselves meanwhile), serve again.
 void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::atomic<bool>* reload,
-                               std::unique_lock<std::mutex>& lock) {
+                               const sigset_t* wait_mask, std::unique_lock<std::mutex>& lock) {
   std::vector<pollfd> fds{{backend_.get(zmq::sockopt::fd), POLLIN, 0}};
   if (frontend_) fds.push_back({frontend_->get(zmq::sockopt::fd), POLLIN, 0});
   if (monitor_) fds.push_back({monitor_->get(zmq::sockopt::fd), POLLIN, 0});
@@ -240,8 +243,9 @@ void Loop::serve_until_stopped(const std::atomic<bool>* stop, std::atomic<bool>*
     }
     wake_at_ = core_.next_deadline();
     const int timeout = poll_timeout(wake_at_);
+    const timespec ts{timeout / 1000, (timeout % 1000) * 1000000L};
     lock.unlock();
-    const int n = ::poll(fds.data(), fds.size(), timeout);
+    const int n = ::ppoll(fds.data(), fds.size(), timeout < 0 ? nullptr : &ts, wait_mask);
     const int err = errno;
     lock.lock();
     if (n < 0 && err != EINTR)

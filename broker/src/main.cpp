@@ -1,4 +1,6 @@
 // `mqpool broker`: a standalone broker process (mqpool::run_broker).
+#include <pthread.h>
+
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -135,13 +137,22 @@ int run_broker(const BrokerOptions& options) {
   std::printf("mqpool broker: clients on %s, workers on %s\n", loop->frontend_endpoint().c_str(),
               loop->backend_endpoint().c_str());
   std::fflush(stdout);
+  // Blocked but while the loop sleeps (Loop::run's wait_mask): a signal that came just
+  // after the loop looked at the flags would otherwise wait for the next wake-up, which
+  // may never come. ZeroMQ's threads block every signal themselves.
+  sigset_t ours, wait_mask;
+  sigemptyset(&ours);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&ours, sig);
+  pthread_sigmask(SIG_BLOCK, &ours, &wait_mask);
+  int rc = 0;
   try {
-    loop->run(&g_stop, &g_reload);
+    loop->run(&g_stop, &g_reload, &wait_mask);
   } catch (const zmq::error_t& e) {
     fail(e.what());
-    return 1;
+    rc = 1;
   }
-  return 0;
+  pthread_sigmask(SIG_SETMASK, &wait_mask, nullptr);
+  return rc;
 }
 
 }  // namespace mqpool

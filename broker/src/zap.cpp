@@ -12,30 +12,50 @@ namespace mqpool::broker {
 
 namespace fs = std::filesystem;
 
-KeyRing::Loaded KeyRing::load() {
-  keys_.clear();
-  Loaded loaded;
+namespace {
+using Keys = std::set<std::string, std::less<>>;
+
+// Adds the keys of `dir`'s *.pub files to each of `into`. Throws std::runtime_error if
+// `dir` cannot be read (a missing subdirectory is none, and not an error).
+void read_dir(const fs::path& dir, bool optional, std::vector<Keys*> into,
+              std::vector<std::string>& skipped) {
   std::error_code ec;
-  fs::directory_iterator it(dir_, ec);
-  if (ec) throw std::runtime_error("--authorized-keys " + dir_ + ": " + ec.message());
-  std::set<std::string, std::less<>> keys;
+  if (optional && !fs::exists(dir, ec)) return;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw std::runtime_error("--authorized-keys " + dir.string() + ": " + ec.message());
   for (const fs::directory_entry& entry : it) {
     if (entry.path().extension() != ".pub") continue;
     try {
       const std::string z85 = detail::read_key(entry.path().string(), "authorized key");
       std::array<std::uint8_t, 32> bin{};
       zmq_z85_decode(bin.data(), z85.c_str());
-      keys.emplace(reinterpret_cast<const char*>(bin.data()), bin.size());
+      for (Keys* keys : into) keys->emplace(reinterpret_cast<const char*>(bin.data()), bin.size());
     } catch (const std::invalid_argument& e) {
-      loaded.skipped.emplace_back(e.what());
+      skipped.emplace_back(e.what());
     }
   }
+}
+}  // namespace
+
+KeyRing::Loaded KeyRing::load() {
+  for (Keys& k : keys_) k.clear();
+  Loaded loaded;
+  std::array<Keys, 2> keys;
+  Keys& clients = keys[static_cast<int>(Role::client)];
+  Keys& workers = keys[static_cast<int>(Role::worker)];
+  read_dir(dir_, false, {&clients, &workers}, loaded.skipped);
+  read_dir(fs::path(dir_) / "clients", true, {&clients}, loaded.skipped);
+  read_dir(fs::path(dir_) / "workers", true, {&workers}, loaded.skipped);
+  Keys all = clients;
+  all.insert(workers.begin(), workers.end());
+  loaded.keys = all.size();
   keys_ = std::move(keys);
-  loaded.keys = keys_.size();
   return loaded;
 }
 
-bool KeyRing::admits(std::string_view key) const { return keys_.contains(key); }
+bool KeyRing::admits(std::string_view key, Role role) const {
+  return keys_[static_cast<int>(role)].contains(key);
+}
 
 std::vector<std::string> zap_reply(const std::vector<std::string>& request, const KeyRing& keys,
                                    std::string& who) {
@@ -48,6 +68,11 @@ std::vector<std::string> zap_reply(const std::vector<std::string>& request, cons
     who = "a request that is not ZAP 1.0";
     return reply("500", "not a ZAP 1.0 request");
   }
+  if (request[2] != kClientDomain && request[2] != kWorkerDomain) {
+    who = "a request for the unknown domain '" + request[2] + "'";
+    return reply("500", "unknown domain");
+  }
+  const Role role = request[2] == kClientDomain ? Role::client : Role::worker;
   if (request[5] != "CURVE" || request.size() != 7 || request[6].size() != 32) {
     who = "a peer without a CURVE key (mechanism " + request[5] + ")";
     return reply("400", "CURVE key required");
@@ -55,8 +80,9 @@ std::vector<std::string> zap_reply(const std::vector<std::string>& request, cons
   std::array<char, detail::kKeyText + 1> z85{};
   zmq_z85_encode(z85.data(), reinterpret_cast<const std::uint8_t*>(request[6].data()), 32);
   who = z85.data();
-  if (request.size() > 3 && !request[3].empty()) who += " from " + request[3];
-  if (!keys.admits(request[6])) return reply("400", "key not authorized");
+  who += role == Role::client ? " (client endpoint)" : " (worker endpoint)";
+  if (!request[3].empty()) who += " from " + request[3];
+  if (!keys.admits(request[6], role)) return reply("400", "key not authorized");
   return {"1.0", id, "200", "OK", std::string(z85.data()), ""};
 }
 

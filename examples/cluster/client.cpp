@@ -4,7 +4,8 @@
 //   mqpool-example-client [ENDPOINT] [--tasks N] [--ms MS] [--expect-hosts K] [--timeout S]
 //
 // ENDPOINT is the broker's client endpoint: the argument, else $MQPOOL_CONNECT, else
-// tcp://127.0.0.1:5555. The client maps `where` over N inputs [2000] that take MS
+// tcp://127.0.0.1:5555. With CURVE (docs/SECURITY.md), $MQPOOL_CURVE_SECRET names this
+// client's secret key file and $MQPOOL_BROKER_KEY the broker's public key file. The client maps `where` over N inputs [2000] that take MS
 // milliseconds of CPU each [4], in parts of 100 submitted at once.
 //
 // Output, a stable contract (tests and scripts read it; stdout, every line flushed):
@@ -44,6 +45,11 @@ struct Args {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::int64_t tasks = 2000, ms = 4, expect_hosts = 0, timeout_s = 300;
 };
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
 
 // The command line, or nullopt after a message on stderr.
 std::optional<Args> parse(int argc, char** argv) {
@@ -135,7 +141,10 @@ int main(int argc, char** argv) {
   try {
     // A cluster pool: the same calls as a local one. Throws ConnectionError when no
     // broker answers within PoolOptions::connect_timeout (10 s).
-    mqpool::Pool pool(mqpool::PoolOptions{.connect = args->endpoint});
+    mqpool::PoolOptions options{.connect = args->endpoint};
+    options.curve_secret_file = env_or_empty("MQPOOL_CURVE_SECRET");
+    options.broker_key_file = env_or_empty("MQPOOL_BROKER_KEY");
+    mqpool::Pool pool(options);
     try {
       return run(pool, *args);
     } catch (...) {

@@ -408,12 +408,16 @@ class Keys(Case):
         self.authorized = os.path.join(self.dir.name, "authorized")
         os.mkdir(self.authorized)
 
-    def keygen(self, name, admit=False):
+    def keygen(self, name, admit=None):
+        """A key pair; `admit`: the subdirectory of the authorized keys ("" for the
+        directory itself: both endpoints; "clients", "workers": that endpoint only)."""
         base = os.path.join(self.dir.name, name)
         code, out, err = mqpool("keygen", base)
         self.assertEqual(code, 0, err)
-        if admit:
-            with open(base + ".pub") as src, open(os.path.join(self.authorized, name + ".pub"), "w") as dst:
+        if admit is not None:
+            where = os.path.join(self.authorized, admit)
+            os.makedirs(where, exist_ok=True)
+            with open(base + ".pub") as src, open(os.path.join(where, name + ".pub"), "w") as dst:
                 dst.write(src.read())
         return base + ".key", base + ".pub"
 
@@ -479,9 +483,10 @@ class Keys(Case):
                                                             "--backend", "tcp://127.0.0.1:*"))
 
     def test_admitted_keys_get_status_and_run_jobs_and_unknown_keys_are_refused(self):
-        alice = self.keygen("alice", admit=True)
+        alice = self.keygen("alice", admit="clients")
         mallory = self.keygen("mallory")
-        wkey = self.keygen("worker", admit=True)
+        wkey = self.keygen("worker", admit="workers")
+        both = self.keygen("both", admit="")
         front, back, broker_pub = self.curve_broker()
         worker = self.spawn(MQPOOL, "worker", "--connect", back, "--processes", "1",
                             "--curve-secret", wkey[0], "--broker-key", broker_pub)
@@ -502,9 +507,15 @@ class Keys(Case):
         self.assertEqual(code, 255, err)
         self.assertIn("the broker refused this key", err)
         self.assertEqual(out, "")
-        code, out, err = mqpool("worker", "--connect", back, *keys(mallory))
-        self.assertEqual(code, 1)
-        self.assertIn("the broker refused this key", err)
+        # A key admitted on one endpoint only is refused on the other one.
+        for key in (mallory, alice):
+            code, out, err = mqpool("worker", "--connect", back, *keys(key))
+            self.assertEqual(code, 1, key)
+            self.assertIn("the broker refused this key", err)
+        self.assert_refused(["status", "--connect", front, *keys(wkey)],
+                            "the broker refused this key")
+        code, out, err = mqpool("status", "--connect", front, *keys(both))
+        self.assertEqual(code, 0, err)
 
 
 def current_umask():

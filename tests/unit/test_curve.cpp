@@ -60,54 +60,79 @@ TEST_F(CurveFiles, AKeyFileHoldsOneZ85KeyAndAnythingElseIsRefusedByName) {
   EXPECT_FALSE(mqpool::detail::is_key(p.pub.substr(1)));
 }
 
-TEST_F(CurveFiles, TheKeyRingAdmitsExactlyThePubFilesOfItsDirectoryAsLastRead) {
-  const Pair alice = new_pair(), bob = new_pair(), mallory = new_pair();
+TEST_F(CurveFiles, TheKeyRingAdmitsExactlyThePubFilesOfItsDirectoriesAsLastRead) {
+  using mqpool::broker::Role;
+  const Pair alice = new_pair(), bob = new_pair(), mallory = new_pair(), carol = new_pair(),
+             wendy = new_pair();
   write("alice.pub", alice.pub + "\n");
   write("bob.pub", bob.pub);
   write("mallory.key", mallory.pub);  // not a .pub: not read
   write("broken.pub", "nope");
+  fs::create_directories(path_ / "clients");
+  fs::create_directories(path_ / "workers");
+  write("clients/carol.pub", carol.pub);
+  write("workers/wendy.pub", wendy.pub);
   KeyRing ring(path_.string());
   const KeyRing::Loaded loaded = ring.load();
-  EXPECT_EQ(loaded.keys, 2u);
+  EXPECT_EQ(loaded.keys, 4u);
   ASSERT_EQ(loaded.skipped.size(), 1u);
   EXPECT_NE(loaded.skipped[0].find("broken.pub"), std::string::npos) << loaded.skipped[0];
-  EXPECT_TRUE(ring.admits(binary(alice.pub)));
-  EXPECT_TRUE(ring.admits(binary(bob.pub)));
-  EXPECT_FALSE(ring.admits(binary(mallory.pub)));
+  for (Role role : {Role::client, Role::worker}) {
+    EXPECT_TRUE(ring.admits(binary(alice.pub), role));  // DIR itself: both endpoints
+    EXPECT_TRUE(ring.admits(binary(bob.pub), role));
+    EXPECT_FALSE(ring.admits(binary(mallory.pub), role));
+  }
+  EXPECT_TRUE(ring.admits(binary(carol.pub), Role::client));  // a client's key cannot
+  EXPECT_FALSE(ring.admits(binary(carol.pub), Role::worker));  // take tasks as a worker
+  EXPECT_TRUE(ring.admits(binary(wendy.pub), Role::worker));
+  EXPECT_FALSE(ring.admits(binary(wendy.pub), Role::client));
 
   fs::remove(path_ / "bob.pub");  // revoked: refused from the next load on
+  fs::remove(path_ / "clients" / "carol.pub");
   ring.load();
-  EXPECT_FALSE(ring.admits(binary(bob.pub)));
-  EXPECT_TRUE(ring.admits(binary(alice.pub)));
+  EXPECT_FALSE(ring.admits(binary(bob.pub), Role::client));
+  EXPECT_FALSE(ring.admits(binary(carol.pub), Role::client));
+  EXPECT_TRUE(ring.admits(binary(alice.pub), Role::client));
 
   fs::remove_all(path_);  // an unreadable directory admits nobody, and says so
   EXPECT_THROW(ring.load(), std::runtime_error);
-  EXPECT_FALSE(ring.admits(binary(alice.pub)));
+  EXPECT_FALSE(ring.admits(binary(alice.pub), Role::client));
+  EXPECT_FALSE(ring.admits(binary(wendy.pub), Role::worker));
 }
 
-TEST_F(CurveFiles, ZapAnswers200OnlyForAnAdmittedCurveKey) {
-  const Pair alice = new_pair(), mallory = new_pair();
+TEST_F(CurveFiles, ZapAnswers200OnlyForAKeyAdmittedOnTheEndpointItCameTo) {
+  const Pair alice = new_pair(), mallory = new_pair(), wendy = new_pair();
   write("alice.pub", alice.pub);
+  fs::create_directories(path_ / "workers");
+  write("workers/wendy.pub", wendy.pub);
   KeyRing ring(path_.string());
   ring.load();
-  auto request = [](const std::string& mechanism, std::vector<std::string> credentials) {
-    std::vector<std::string> r = {"1.0", "id7", "mqpool", "10.0.0.9", "", mechanism};
+  auto request = [](std::string_view domain, const std::string& mechanism,
+                    std::vector<std::string> credentials) {
+    std::vector<std::string> r = {"1.0", "id7", std::string(domain), "10.0.0.9", "", mechanism};
     r.insert(r.end(), credentials.begin(), credentials.end());
     return r;
   };
+  const auto clients = mqpool::broker::kClientDomain;
+  const auto workers = mqpool::broker::kWorkerDomain;
   std::string who;
-  auto ok = mqpool::broker::zap_reply(request("CURVE", {binary(alice.pub)}), ring, who);
+  auto ok = mqpool::broker::zap_reply(request(clients, "CURVE", {binary(alice.pub)}), ring, who);
   ASSERT_EQ(ok.size(), 6u);
   EXPECT_EQ(ok[1], "id7");
   EXPECT_EQ(ok[2], "200");
   EXPECT_EQ(ok[4], alice.pub);  // the user id: the peer's key
-  EXPECT_EQ(mqpool::broker::zap_reply(request("CURVE", {binary(mallory.pub)}), ring, who)[2], "400");
+  auto code = [&](std::vector<std::string> r) { return mqpool::broker::zap_reply(r, ring, who)[2]; };
+  EXPECT_EQ(code(request(workers, "CURVE", {binary(wendy.pub)})), "200");
+  EXPECT_EQ(code(request(clients, "CURVE", {binary(wendy.pub)})), "400");
+  EXPECT_NE(who.find("client endpoint"), std::string::npos) << who;
+  EXPECT_EQ(code(request(clients, "CURVE", {binary(mallory.pub)})), "400");
   EXPECT_NE(who.find(mallory.pub), std::string::npos) << who;
   EXPECT_NE(who.find("10.0.0.9"), std::string::npos) << who;
-  EXPECT_EQ(mqpool::broker::zap_reply(request("NULL", {}), ring, who)[2], "400");
-  EXPECT_EQ(mqpool::broker::zap_reply(request("CURVE", {"short"}), ring, who)[2], "400");
-  EXPECT_EQ(mqpool::broker::zap_reply({"2.0", "x", "", "", "", "CURVE"}, ring, who)[2], "500");
-  EXPECT_EQ(mqpool::broker::zap_reply({}, ring, who)[2], "500");
+  EXPECT_EQ(code(request(clients, "NULL", {})), "400");
+  EXPECT_EQ(code(request(clients, "CURVE", {"short"})), "400");
+  EXPECT_EQ(code(request("elsewhere", "CURVE", {binary(alice.pub)})), "500");
+  EXPECT_EQ(code({"2.0", "x", std::string(clients), "", "", "CURVE"}), "500");
+  EXPECT_EQ(code({}), "500");
 }
 
 TEST(Endpoint, OnlyIpcInprocAndLoopbackTcpCountAsThisHostOnly) {

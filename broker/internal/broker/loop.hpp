@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,10 +44,14 @@ class Loop {
   // Serves until the context is shut down, the local client stops, or `stop` becomes
   // true (checked whenever poll returns, including on EINTR); on `stop` it says BYE to
   // every remote client and agent first. When `reload` becomes true (SIGHUP), the
-  // authorized keys are read again and it is set back to false. Call from one thread. EINTR is retried; any
-  // other failure ends the loop with its exception (after which dispatch_on_submitter() serves
-  // nothing): the thread's owner decides what that means for the work in flight.
-  void run(const std::atomic<bool>* stop = nullptr, std::atomic<bool>* reload = nullptr);
+  // authorized keys are read again and it is set back to false. `wait_mask`, when not
+  // null, is the signal mask the loop sleeps with (ppoll): a caller that blocks the
+  // signals that set `stop` everywhere else cannot lose one that comes between the
+  // loop's look at `stop` and its sleep. Call from one thread. EINTR is retried; any
+  // other failure ends the loop with its exception (after which dispatch_on_submitter()
+  // serves nothing): the thread's owner decides what that means for the work in flight.
+  void run(const std::atomic<bool>* stop = nullptr, std::atomic<bool>* reload = nullptr,
+           const sigset_t* wait_mask = nullptr);
   // The one exception to "one socket, one owner thread" (docs/ARCHITECTURE.md): for the
   // local client's submitting thread, after it queued work. If the loop is between
   // wake-ups and nothing is in flight, dispatches that work on the caller's thread, under
@@ -59,7 +64,7 @@ class Loop {
 
  private:
   void serve_until_stopped(const std::atomic<bool>* stop, std::atomic<bool>* reload,
-                           std::unique_lock<std::mutex>& lock);
+                           const sigset_t* wait_mask, std::unique_lock<std::mutex>& lock);
   bool serve(bool local_ready);
   void drain(zmq::socket_t& s, bool from_client);
   bool take_local(bool loop_thread);
