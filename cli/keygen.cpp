@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -9,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
-#include <zmq.h>
 
 namespace mqpool::cli {
 
@@ -59,10 +59,11 @@ int run_keygen(const std::string& name) {
     std::fprintf(stderr, "mqpool keygen: %s\n", e.what());
     return 1;
   }
-  std::printf("mqpool keygen: wrote %s (secret: keep it on this host) and %s (public: copy it "
-              "to the broker's --authorized-keys directory, or to its clients and workers as "
-              "--broker-key)\n",
-              secret_file.c_str(), public_file.c_str());
+  std::printf(
+      "mqpool keygen: wrote %s (secret: keep it on this host) and %s (public: copy it "
+      "to the broker's --authorized-keys directory, or to its clients and workers as "
+      "--broker-key)\n",
+      secret_file.c_str(), public_file.c_str());
   return 0;
 }
 

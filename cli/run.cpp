@@ -221,7 +221,10 @@ std::size_t Runner::executors(const RunOptions& o) {
   if (o.connect.empty())
     return static_cast<std::size_t>(o.processes > 0 ? o.processes : detail::default_processes());
   std::size_t n = 0;
-  for (const auto& w : broker_status(o.connect, std::chrono::seconds(10), o.keys.curve_secret, o.keys.broker_key).workers) n += w.executors;
+  for (const auto& w :
+       broker_status(o.connect, std::chrono::seconds(10), o.keys.curve_secret, o.keys.broker_key)
+           .workers)
+    n += w.executors;
   return n > 0 ? n : 1;
 }
 
@@ -418,7 +421,8 @@ PoolOptions pool_options(const RunOptions& o) {
   p.curve_secret_file = o.keys.curve_secret;
   p.broker_key_file = o.keys.broker_key;
   if (!o.timeout.empty()) p.task_timeout = detail::parse_duration_option("--timeout", o.timeout);
-  p.max_message = static_cast<std::int64_t>(detail::parse_size_option("--max-message", o.max_message));
+  p.max_message =
+      static_cast<std::int64_t>(detail::parse_size_option("--max-message", o.max_message));
   return p;
 }
 

@@ -15,19 +15,19 @@ class App;
 namespace mqpool::cli {
 
 struct RunOptions {
-  std::string connect;             // a broker's client endpoint; empty: a local pool
-  KeyFiles keys;                   // CURVE, with --connect
-  int processes = 0;               // a local pool's executors; 0 = the cores
-  std::string timeout;             // per job ("30s", "2m"); empty = none
-  int retries = 0;                 // reruns of a job that exits non-zero
-  std::string halt = "never";      // never | now,fail=N | soon,fail=N
-  std::string joblog;              // file of one row per finished job
-  bool resume = false;             // skip the jobs --joblog holds
-  bool dry_run = false;            // print the commands, run nothing
-  bool unordered = false;          // print outputs as jobs finish
-  bool null = false;               // items end with NUL, not newline
-  std::string arg_file;            // items from this file, not stdin
-  std::string max_output = "64M";  // bound on each job's stdout and stderr
+  std::string connect;               // a broker's client endpoint; empty: a local pool
+  KeyFiles keys;                     // CURVE, with --connect
+  int processes = 0;                 // a local pool's executors; 0 = the cores
+  std::string timeout;               // per job ("30s", "2m"); empty = none
+  int retries = 0;                   // reruns of a job that exits non-zero
+  std::string halt = "never";        // never | now,fail=N | soon,fail=N
+  std::string joblog;                // file of one row per finished job
+  bool resume = false;               // skip the jobs --joblog holds
+  bool dry_run = false;              // print the commands, run nothing
+  bool unordered = false;            // print outputs as jobs finish
+  bool null = false;                 // items end with NUL, not newline
+  std::string arg_file;              // items from this file, not stdin
+  std::string max_output = "64M";    // bound on each job's stdout and stderr
   std::string max_message = "256M";  // PoolOptions::max_message
   bool bar = false, no_bar = false;
   std::vector<std::string> command;

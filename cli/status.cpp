@@ -247,7 +247,9 @@ int run_status(const StatusOptions& o) {
   }
   if (o.watch) return watch(o, timeout);
   try {
-    std::cout << render(broker_status(o.connect, timeout, o.keys.curve_secret, o.keys.broker_key), o) << std::flush;
+    std::cout << render(broker_status(o.connect, timeout, o.keys.curve_secret, o.keys.broker_key),
+                        o)
+              << std::flush;
   } catch (const Error& e) {
     std::cerr << "mqpool status: " << e.what() << '\n';
     return 1;

@@ -571,9 +571,13 @@ void BrokerCore::split_to_front(ChunkIt it, const std::vector<std::uint32_t>& co
     spec.seq = seq;
     spec.count = counts[i];
     const std::uint64_t nid = next_chunk_++;
-    chunks_.emplace(
-        nid,
-        Chunk{whole.client, std::move(spec), std::move(parts[i]), whole.losses, whole.suspect, {}, {}});
+    chunks_.emplace(nid, Chunk{whole.client,
+                               std::move(spec),
+                               std::move(parts[i]),
+                               whole.losses,
+                               whole.suspect,
+                               {},
+                               {}});
     enqueue(nid, *whole.client, true);
   }
 }

@@ -54,8 +54,7 @@ broker::LoopOptions loop_options(const BrokerOptions& o) {
   lo.max_message = o.max_message;
   if (o.curve_secret_file.empty()) return lo;
   if (!std::filesystem::is_directory(o.authorized_keys_dir))
-    throw std::invalid_argument("--authorized-keys " + o.authorized_keys_dir +
-                                ": not a directory");
+    throw std::invalid_argument("--authorized-keys " + o.authorized_keys_dir + ": not a directory");
   lo.curve = broker::CurveServer{detail::read_key(o.curve_secret_file, "--curve-secret"),
                                  o.authorized_keys_dir};
   return lo;

@@ -71,14 +71,12 @@ PoolCore::PoolCore(PoolOptions options)
     session_ = new_session(true);
     link_ = std::make_unique<RemoteLink>(
         ctx_.get(),
-        RemoteLink::Options{options_.connect, options_.connect_timeout, options_.reconnect_timeout,
-                            options_.heartbeat_interval,
-                            static_cast<std::uint32_t>(options_.heartbeat_liveness),
-                            load_curve_client(options_.curve_secret_file,
-                                              options_.broker_key_file,
-                                              "PoolOptions::curve_secret_file",
-                                              "PoolOptions::broker_key_file"),
-                            options_.max_message},
+        RemoteLink::Options{
+            options_.connect, options_.connect_timeout, options_.reconnect_timeout,
+            options_.heartbeat_interval, static_cast<std::uint32_t>(options_.heartbeat_liveness),
+            load_curve_client(options_.curve_secret_file, options_.broker_key_file,
+                              "PoolOptions::curve_secret_file", "PoolOptions::broker_key_file"),
+            options_.max_message},
         *session_);
     // `processes` describes local workers and is ignored here; map chunks are sized
     // for the executors the cluster had when this pool joined it.

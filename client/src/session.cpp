@@ -455,8 +455,8 @@ RemoteLink::~RemoteLink() {
 
 WireError RemoteLink::gone() const {
   if (!refused_.empty())
-    return WireError{ErrorCode::connection, "", "broker " + options_.endpoint + ": " + refused_,
-                     "", ""};
+    return WireError{ErrorCode::connection, "", "broker " + options_.endpoint + ": " + refused_, "",
+                     ""};
   return WireError{ErrorCode::connection, "",
                    "no broker at " + options_.endpoint + " for more than " +
                        std::to_string(options_.reconnect_timeout.count()) +

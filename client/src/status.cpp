@@ -43,8 +43,8 @@ BrokerStatus broker_status(const std::string& endpoint, std::chrono::millisecond
                            const std::string& broker_key_file) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + timeout;
-  const auto curve = detail::load_curve_client(curve_secret_file, broker_key_file,
-                                               "--curve-secret", "--broker-key");
+  const auto curve = detail::load_curve_client(curve_secret_file, broker_key_file, "--curve-secret",
+                                               "--broker-key");
   // A context of its own: callable from any thread and any program, pool or not.
   zmq::context_t ctx(1);
   zmq::socket_t sock(ctx, zmq::socket_type::dealer);

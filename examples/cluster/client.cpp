@@ -5,8 +5,9 @@
 //
 // ENDPOINT is the broker's client endpoint: the argument, else $MQPOOL_CONNECT, else
 // tcp://127.0.0.1:5555. With CURVE (docs/SECURITY.md), $MQPOOL_CURVE_SECRET names this
-// client's secret key file and $MQPOOL_BROKER_KEY the broker's public key file. The client maps `where` over N inputs [2000] that take MS
-// milliseconds of CPU each [4], in parts of 100 submitted at once.
+// client's secret key file and $MQPOOL_BROKER_KEY the broker's public key file. The client maps
+// `where` over N inputs [2000] that take MS milliseconds of CPU each [4], in parts of 100 submitted
+// at once.
 //
 // Output, a stable contract (tests and scripts read it; stdout, every line flushed):
 //   progress N/M hosts H             after each part: N of M answers in, from H hosts

@@ -54,11 +54,13 @@ class CurveCluster {
         dir_.file("broker.err"));
   }
   void admit(const KeyPair& k) {
-    std::filesystem::copy_file(k.public_file,
-                               authorized_ + "/" + std::filesystem::path(k.public_file).filename().string());
+    std::filesystem::copy_file(
+        k.public_file,
+        authorized_ + "/" + std::filesystem::path(k.public_file).filename().string());
   }
   void revoke(const KeyPair& k) {
-    std::filesystem::remove(authorized_ + "/" + std::filesystem::path(k.public_file).filename().string());
+    std::filesystem::remove(authorized_ + "/" +
+                            std::filesystem::path(k.public_file).filename().string());
   }
   std::string front() const { return "ipc://" + dir_.file("front"); }
   std::string back() const { return "ipc://" + dir_.file("back"); }
@@ -124,7 +126,8 @@ TEST(Curve, AClientWithAnUnknownKeyGetsConnectionErrorAtOnceAndIsNeverAClient) {
   TempDir dir;
   CurveCluster c(dir);
   auto worker = c.worker(c.worker_keys());
-  const auto [what, took] = bounded(kLong, "refused pool", [&] { return refusal(c.options(c.mallory())); });
+  const auto [what, took] =
+      bounded(kLong, "refused pool", [&] { return refusal(c.options(c.mallory())); });
   EXPECT_TRUE(contains(what, "the broker refused this key")) << what;
   EXPECT_LT(took, kPrompt) << "found only by the connect timeout (" << kLong.count() << " ms)";
   const mqpool::BrokerStatus s = c.status();  // a STATUS question makes no client

@@ -108,7 +108,9 @@ class Noise {
     for (char& c : s) c = static_cast<char>(rng_());
     return s;
   }
-  std::size_t pick(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_); }
+  std::size_t pick(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng_);
+  }
 
   // One malformed message: its frames, from the tag on (a DEALER adds no envelope).
   std::vector<std::string> message() {
@@ -133,7 +135,8 @@ class Noise {
         return {tag, cmd, h, bytes(8)};
       }
       case 5:  // a real header with the wrong number of payload frames
-        return with(frames(pick(2) == 0 ? 0 : 3), {tag, pick(2) == 0 ? "\x01" : "\x12", chunk_ids()});
+        return with(frames(pick(2) == 0 ? 0 : 3),
+                    {tag, pick(2) == 0 ? "\x01" : "\x12", chunk_ids()});
       default:  // only a tag, or a tag and a command
         return pick(2) == 0 ? std::vector<std::string>{tag} : std::vector<std::string>{tag, cmd};
     }
@@ -145,7 +148,8 @@ class Noise {
     for (std::size_t i = 0; i < n; ++i) f.push_back(bytes(64));
     return f;
   }
-  static std::vector<std::string> with(std::vector<std::string> tail, std::vector<std::string> head) {
+  static std::vector<std::string> with(std::vector<std::string> tail,
+                                       std::vector<std::string> head) {
     head.insert(head.end(), tail.begin(), tail.end());
     return head;
   }
@@ -176,7 +180,9 @@ class Noise {
     }
   }
   std::string chunk_ids() { return as_string(proto::encode(std::vector<std::uint64_t>{1, 2})); }
-  static std::string as_string(const zmq::message_t& m) { return std::string(m.data<char>(), m.size()); }
+  static std::string as_string(const zmq::message_t& m) {
+    return std::string(m.data<char>(), m.size());
+  }
 
   std::mt19937 rng_;
 };
@@ -202,8 +208,8 @@ struct Figures {
 };
 
 // Thousands of malformed messages through ZeroMQ to `endpoint`, from a few peers.
-void flood_messages(zmq::context_t& ctx, const std::string& endpoint, Noise& noise,
-                    std::uint64_t n, Figures& f) {
+void flood_messages(zmq::context_t& ctx, const std::string& endpoint, Noise& noise, std::uint64_t n,
+                    Figures& f) {
   for (int peer = 0; peer < 4; ++peer) {
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     s.set(zmq::sockopt::linger, 2000);  // what is queued still goes out at the close
@@ -216,7 +222,8 @@ void flood_messages(zmq::context_t& ctx, const std::string& endpoint, Noise& noi
       if (i % 256 == 0) drain(s);
     }
     // A frame beyond --max-message: refused by its declared size; the connection closes.
-    ASSERT_TRUE(send_frames(s, {std::string(proto::kTag), "\x01", std::string(2 * kMaxMessage, 'x')}));
+    ASSERT_TRUE(
+        send_frames(s, {std::string(proto::kTag), "\x01", std::string(2 * kMaxMessage, 'x')}));
     ++f.oversized;
     drain(s);
   }
@@ -275,7 +282,8 @@ TEST(Hostile, ABrokerFloodedWithMalformedInputServesAnOrdinaryMapAfterwards) {
   {
     // The worker is in before the noise starts: whatever follows, it must survive.
     mqpool::Pool first(o);
-    ASSERT_EQ(bounded(kLong, "first map", [&] { return first.map(nap, std::vector<std::int64_t>(4, 0)); }),
+    ASSERT_EQ(bounded(kLong, "first map",
+                      [&] { return first.map(nap, std::vector<std::int64_t>(4, 0)); }),
               std::vector<std::int64_t>(4, 0));
   }
   zmq::context_t ctx;
@@ -347,10 +355,10 @@ class LyingBroker {
   }
   void answer(const proto::Message& m) {
     for (const proto::ChunkSpec& c : proto::decode<std::vector<proto::ChunkSpec>>(m)) {
-      proto::Message r = proto::make(proto::Cmd::result,
-                                     std::vector<proto::ResultSpec>{{c.job, c.seq, c.count}}, m.peer);
-      r.frames.emplace_back();                                // no errors
-      const std::string sevens(c.count, '\x07');              // msgpack 7 per task
+      proto::Message r = proto::make(
+          proto::Cmd::result, std::vector<proto::ResultSpec>{{c.job, c.seq, c.count}}, m.peer);
+      r.frames.emplace_back();                    // no errors
+      const std::string sevens(c.count, '\x07');  // msgpack 7 per task
       r.frames.emplace_back(sevens.data(), sevens.size());
       proto::send(sock_, std::move(r), true);
     }
@@ -360,8 +368,8 @@ class LyingBroker {
     for (int i = 0; i < 200; ++i) {
       std::vector<std::string> frames = noise_.message();
       if (i % 5 == 0) {
-        proto::Message r = proto::make(
-            proto::Cmd::result, std::vector<proto::ResultSpec>{{1u << 30, 0, 2}}, peer);
+        proto::Message r =
+            proto::make(proto::Cmd::result, std::vector<proto::ResultSpec>{{1u << 30, 0, 2}}, peer);
         r.frames.emplace_back();
         r.frames.emplace_back("\x01\x01", 2);
         proto::send(sock_, std::move(r), true);

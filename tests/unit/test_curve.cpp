@@ -82,7 +82,7 @@ TEST_F(CurveFiles, TheKeyRingAdmitsExactlyThePubFilesOfItsDirectoriesAsLastRead)
     EXPECT_TRUE(ring.admits(binary(bob.pub), role));
     EXPECT_FALSE(ring.admits(binary(mallory.pub), role));
   }
-  EXPECT_TRUE(ring.admits(binary(carol.pub), Role::client));  // a client's key cannot
+  EXPECT_TRUE(ring.admits(binary(carol.pub), Role::client));   // a client's key cannot
   EXPECT_FALSE(ring.admits(binary(carol.pub), Role::worker));  // take tasks as a worker
   EXPECT_TRUE(ring.admits(binary(wendy.pub), Role::worker));
   EXPECT_FALSE(ring.admits(binary(wendy.pub), Role::client));
@@ -121,7 +121,9 @@ TEST_F(CurveFiles, ZapAnswers200OnlyForAKeyAdmittedOnTheEndpointItCameTo) {
   EXPECT_EQ(ok[1], "id7");
   EXPECT_EQ(ok[2], "200");
   EXPECT_EQ(ok[4], alice.pub);  // the user id: the peer's key
-  auto code = [&](std::vector<std::string> r) { return mqpool::broker::zap_reply(r, ring, who)[2]; };
+  auto code = [&](std::vector<std::string> r) {
+    return mqpool::broker::zap_reply(r, ring, who)[2];
+  };
   EXPECT_EQ(code(request(workers, "CURVE", {binary(wendy.pub)})), "200");
   EXPECT_EQ(code(request(clients, "CURVE", {binary(wendy.pub)})), "400");
   EXPECT_NE(who.find("client endpoint"), std::string::npos) << who;

@@ -371,7 +371,8 @@ TEST(ProtocolSocket, WithoutHandoverAPeerCannotTakeOverAConnectedPeersId) {
     ASSERT_NE(m->cmd, proto::Cmd::bye) << "the thief's message came in as the victim's";
     if (m->peer == "probe") break;
   }
-  ASSERT_TRUE(proto::send(router, proto::make(proto::Cmd::welcome, proto::Welcome{}, "victim"), true));
+  ASSERT_TRUE(
+      proto::send(router, proto::make(proto::Cmd::welcome, proto::Welcome{}, "victim"), true));
   EXPECT_EQ(recv_within(victim, false)->cmd, proto::Cmd::welcome);
 }
 

@@ -13,8 +13,8 @@
 #include "common/duration.hpp"
 #include "common/endpoint.hpp"
 #include "common/host.hpp"
-#include "common/size.hpp"
 #include "common/log.hpp"
+#include "common/size.hpp"
 #include "mqpool/registry.hpp"
 #include "mqpool/worker.hpp"
 #include "worker/agent.hpp"
@@ -108,8 +108,8 @@ void apply_flags(Flags& f) {
   o.max_message =
       static_cast<std::int64_t>(detail::parse_size_option("--max-message", f.max_message));
   detail::check_max_message("--max-message", o.max_message);
-  o.curve = detail::load_curve_client(f.curve_secret, f.broker_key, "--curve-secret",
-                                      "--broker-key");
+  o.curve =
+      detail::load_curve_client(f.curve_secret, f.broker_key, "--curve-secret", "--broker-key");
   detail::configure_log_level(f.level);
   for (const auto& lib : f.libs) load_library(lib);
   detail::Registry::instance().validate();

@@ -25,7 +25,7 @@ struct CurveServer {
 
 // What the broker's ROUTERs take from the network.
 struct LoopOptions {
-  std::optional<CurveServer> curve;  // CURVE on both, or plain ZMTP
+  std::optional<CurveServer> curve;                      // CURVE on both, or plain ZMTP
   std::int64_t max_message = proto::kDefaultMaxMessage;  // ZMQ_MAXMSGSIZE
 };
 

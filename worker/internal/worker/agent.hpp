@@ -13,9 +13,9 @@
 namespace mqpool::worker {
 
 struct AgentOptions {
-  std::string endpoint;  // the broker's worker-facing endpoint
+  std::string endpoint;                      // the broker's worker-facing endpoint
   std::optional<detail::CurveClient> curve;  // CURVE keys of every socket to the broker
-  int processes = 1;     // executors kept alive
+  int processes = 1;                         // executors kept alive
   int maxtasksperchild = 0;
   std::function<void()> initializer;
   int parent_fd = -1;  // local mode: read end of a pipe the client holds; EOF = client gone
