@@ -91,13 +91,15 @@ void Loop::say_goodbye() {
 // Reads the authorized keys (at start, and on each SIGHUP). A directory that cannot be
 // read admits nobody: at start that is an error, later the broker goes on refusing.
 void Loop::load_keys() {
+  if (!keys_) return;  // no CURVE
+  KeyRing& keys = *keys_;
   try {
-    const KeyRing::Loaded loaded = keys_->load();
+    const KeyRing::Loaded loaded = keys.load();
     for (const std::string& why : loaded.skipped) detail::log().warn("broker: skipped {}", why);
-    detail::log().info("broker: {} authorized keys in {}", loaded.keys, keys_->dir());
+    detail::log().info("broker: {} authorized keys in {}", loaded.keys, keys.dir());
     if (loaded.keys == 0)
       detail::log().warn("broker: no keys in --authorized-keys {}: nobody is admitted",
-                         keys_->dir());
+                         keys.dir());
   } catch (const std::runtime_error& e) {
     if (!zap_) throw;
     detail::log().error("broker: {}: nobody is admitted until it can be read", e.what());

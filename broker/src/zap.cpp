@@ -17,7 +17,7 @@ using Keys = std::set<std::string, std::less<>>;
 
 // Adds the keys of `dir`'s *.pub files to each of `into`. Throws std::runtime_error if
 // `dir` cannot be read (a missing subdirectory is none, and not an error).
-void read_dir(const fs::path& dir, bool optional, std::vector<Keys*> into,
+void read_dir(const fs::path& dir, bool optional, const std::vector<Keys*>& into,
               std::vector<std::string>& skipped) {
   std::error_code ec;
   if (optional && !fs::exists(dir, ec)) return;

@@ -70,8 +70,10 @@ BrokerStatus broker_status(const std::string& endpoint, std::chrono::millisecond
       if (e.num() == EINTR) continue;  // a signal for someone else: keep waiting
       throw ConnectionError("status from " + endpoint + ": " + e.what());
     }
-    if (const std::string why = watch.refusal(); !why.empty())
-      throw ConnectionError("broker " + endpoint + ": " + why);
+    if (const std::string why = watch.refusal(); !why.empty()) {
+      std::string what = "broker " + endpoint;
+      throw ConnectionError(what.append(": ").append(why));
+    }
     std::optional<proto::Message> m;
     try {
       m = proto::recv(sock, false, zmq::recv_flags::dontwait);

@@ -25,7 +25,7 @@ std::string read_key(const std::string& path, std::string_view what) {
   std::getline(in, line);
   const auto first = line.find_first_not_of(" \t\r");
   const auto last = line.find_last_not_of(" \t\r");
-  const std::string key = first == std::string::npos ? "" : line.substr(first, last - first + 1);
+  std::string key = first == std::string::npos ? "" : line.substr(first, last - first + 1);
   if (!is_key(key))
     throw std::invalid_argument(where +
                                 ": not a CurveZMQ key (40 characters of Z85, as `mqpool "
