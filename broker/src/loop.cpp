@@ -98,8 +98,7 @@ void Loop::load_keys() {
     for (const std::string& why : loaded.skipped) detail::log().warn("broker: skipped {}", why);
     detail::log().info("broker: {} authorized keys in {}", loaded.keys, keys.dir());
     if (loaded.keys == 0)
-      detail::log().warn("broker: no keys in --authorized-keys {}: nobody is admitted",
-                         keys.dir());
+      detail::log().warn("broker: no keys in --authorized-keys {}: nobody is admitted", keys.dir());
   } catch (const std::runtime_error& e) {
     if (!zap_) throw;
     detail::log().error("broker: {}: nobody is admitted until it can be read", e.what());
