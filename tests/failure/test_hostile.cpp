@@ -257,6 +257,39 @@ void flood_raw(const std::string& endpoint, Noise& noise, int n, Figures& f) {
   }
 }
 
+// A client that greets the broker properly, then submits chunks whose arguments are
+// random bytes: each reaches an executor, whose decoder must answer every task (with a
+// SerializationError, mostly) rather than crash. Returns the tasks answered.
+std::uint64_t garbage_arguments(zmq::context_t& ctx, const std::string& endpoint, Noise& noise,
+                                std::uint32_t chunks) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, static_cast<int>(kLong.count()));
+  s.connect(endpoint);
+  proto::send(s, proto::make(proto::Cmd::hello, proto::Hello{99, "garbage:1", 1000, 60}), false);
+  std::uint64_t sent = 0, answered = 0;
+  for (std::uint32_t i = 0; i < chunks; ++i) {
+    const auto count = static_cast<std::uint32_t>(1 + noise.pick(4));
+    std::string args = noise.bytes(64);
+    args.resize(std::max<std::size_t>(args.size(), count), '\xc1');  // 0xc1: never valid msgpack
+    proto::Message m =
+        proto::make(proto::Cmd::submit,
+                    std::vector<proto::ChunkSpec>{{1, sent, count, "failure.nap", 0, 0, false}});
+    m.frames.emplace_back(args.data(), args.size());
+    proto::send(s, std::move(m), false);
+    sent += count;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kLong;
+  while (answered < sent && std::chrono::steady_clock::now() < deadline) {
+    auto m = proto::recv(s, false, zmq::recv_flags::none);
+    if (!m || m->cmd != proto::Cmd::result) continue;
+    for (const proto::ResultSpec& r : proto::decode<std::vector<proto::ResultSpec>>(*m))
+      answered += r.count;
+  }
+  EXPECT_EQ(answered, sent) << "the executors did not answer every task of garbage";
+  return answered;
+}
+
 class HostileCluster {
  public:
   explicit HostileCluster(const TempDir& dir)
@@ -293,6 +326,7 @@ TEST(Hostile, ABrokerFloodedWithMalformedInputServesAnOrdinaryMapAfterwards) {
     flood_messages(ctx, ep, noise, 6000, f);
     flood_raw(ep, noise, 100, f);
   }
+  const std::uint64_t garbage = garbage_arguments(ctx, c.front(), noise, 2000);
   std::vector<int> silent;  // connections that never speak, open while the map runs
   for (int i = 0; i < 200; ++i) {
     const int fd = raw_connect(i % 2 == 0 ? c.front() : c.back());
@@ -317,8 +351,9 @@ TEST(Hostile, ABrokerFloodedWithMalformedInputServesAnOrdinaryMapAfterwards) {
   EXPECT_LT(peak, kPeakLimit);
   std::cout << "hostile: " << f.messages << " malformed messages, " << f.oversized
             << " oversized frames, " << f.raw_connections << " raw connections, " << f.silent
-            << " silent connections; broker counted " << s.malformed << " malformed, peak RSS "
-            << peak / (1024 * 1024) << " MiB\n";
+            << " silent connections, " << garbage
+            << " tasks of random arguments answered; broker counted " << s.malformed
+            << " malformed, peak RSS " << peak / (1024 * 1024) << " MiB\n";
 }
 
 // The client side of a broker that lies: every answer it gives comes after a burst of
