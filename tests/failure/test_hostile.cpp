@@ -328,7 +328,7 @@ TEST(Hostile, ABrokerFloodedWithMalformedInputServesAnOrdinaryMapAfterwards) {
   }
   const std::uint64_t garbage = garbage_arguments(ctx, c.front(), noise, 2000);
   std::vector<int> silent;  // connections that never speak, open while the map runs
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     const int fd = raw_connect(i % 2 == 0 ? c.front() : c.back());
     ASSERT_GE(fd, 0);
     silent.push_back(fd);
