@@ -1,0 +1,89 @@
+// Fuzz target: the outcome frames of a RESULT chunk (errors and values, docs/PROTOCOL.md
+// §5) delivered to the client's jobs as the session delivers them (Session::deliver_chunk),
+// with the chunk's first index and count from the bytes too, as a broker could send them.
+// Layout: kind (1 byte), job size (1), first (8, little-endian), count (2), errors frame
+// length (2), the errors frame, the values frame.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "common/protocol.hpp"
+#include "mqpool/detail/jobs.hpp"
+
+namespace {
+
+using namespace mqpool::detail;
+
+template <class T>
+T take(const std::uint8_t*& p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  p += sizeof v;
+  return v;
+}
+
+template <class R>
+std::unique_ptr<Job> map_job(std::size_t n) {
+  return std::make_unique<MapJob<R>>(std::make_shared<ResultState<MapResult<R>>>(),
+                                     mqpool::MapOptions<R>{}, n, "fuzz");
+}
+
+std::unique_ptr<Job> stream_job(std::size_t n) {
+  auto job = std::make_unique<StreamJob<std::tuple<std::int64_t, std::string>>>(true, "fuzz");
+  for (std::size_t i = 0; i < n; ++i) job->outstanding.insert(i);
+  return job;
+}
+
+std::unique_ptr<Job> make_job(std::uint8_t kind, std::size_t n) {
+  switch (kind % 5) {
+    case 0:
+      return map_job<std::int64_t>(n);
+    case 1:
+      return map_job<std::uint8_t>(n);  // integers that may not fit
+    case 2:
+      return map_job<std::string>(n);
+    case 3:
+      return std::make_unique<ApplyJob<std::vector<double>>>(
+          mqpool::Callbacks<std::vector<double>>{}, "fuzz");
+    default:
+      return stream_job(n);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  constexpr std::size_t kHead = 1 + 1 + 8 + 2 + 2;
+  if (size < kHead) return 0;
+  const std::uint8_t* p = data;
+  const auto kind = take<std::uint8_t>(p);
+  const auto n = take<std::uint8_t>(p);
+  const auto first = take<std::uint64_t>(p);
+  const auto count = take<std::uint16_t>(p);
+  const std::size_t left = size - kHead;
+  const std::size_t errors_len = std::min<std::size_t>(take<std::uint16_t>(p), left);
+  const zmq::message_t errors_frame(p, errors_len);
+  const zmq::message_t values_frame(p + errors_len, left - errors_len);
+
+  const std::unique_ptr<Job> job = make_job(kind, n);
+  // What Session::deliver_chunk does: an unreadable errors frame fails the whole chunk.
+  ErrorList errors;
+  try {
+    errors = mqpool::proto::decode_errors(errors_frame);
+  } catch (const mqpool::SerializationError& e) {
+    errors.clear();
+    for (std::uint32_t k = 0; k < count; ++k)
+      errors.emplace_back(
+          k, mqpool::WireError{mqpool::ErrorCode::serialization, "", e.what(), "", ""});
+  }
+  Reader values(values_frame.data(), values_frame.size());
+  try {
+    if (job->deliver(first, count, values, errors) > count) std::abort();
+  } catch (const mqpool::SerializationError&) {
+  }
+  return 0;
+}
