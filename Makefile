@@ -7,16 +7,19 @@ JOBS       ?= 2
 CLANG_BUILD ?= build-clang
 CLANG_TYPE  ?= Debug
 LLVM        ?= 16
+# make fuzz: where it builds, and how long each target runs.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
 .PHONY: all deps configure build demo test soak install clean \
-        format format-check tidy check test-clang
+        format format-check tidy check test-clang fuzz
 
 all: build
 
 # What each target needs from apt (scripts/install-deps: build, test or dev).
 DEPS ?= test
 demo: DEPS = build
-check format format-check tidy test-clang: DEPS = dev
+check format format-check tidy test-clang fuzz: DEPS = dev
 deps:
 	bash scripts/install-deps $(DEPS)
 
@@ -55,7 +58,7 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(CLANG_BUILD)
+	rm -rf $(BUILD) $(CLANG_BUILD) $(FUZZ_BUILD)
 
 # ---- Developer checks (CI runs them) ------------------------------------------------
 SOURCES = $(shell git ls-files '*.cpp' '*.hpp')
@@ -86,3 +89,27 @@ test-clang: deps
 	cmake --build $(CLANG_BUILD) -j$(JOBS)
 	ctest --test-dir $(CLANG_BUILD) --output-on-failure -j$(JOBS) --timeout 300 \
 	  -LE 'docker|netns|cluster'
+
+# libFuzzer over the decoders of what peers send (tests/fuzz/): the targets built by clang
+# with ASan and UBSan in $(FUZZ_BUILD), each run for FUZZ_SECONDS on a corpus of its own
+# ($(FUZZ_BUILD)/corpus/TARGET, seeded from tests/fuzz/seeds/TARGET and regressions/TARGET),
+# printing its executions. Fails if any target crashes, leaks or hits UB; the input that
+# did it is in $(FUZZ_BUILD)/artifacts/TARGET/: once fixed, keep it in
+# tests/fuzz/regressions/TARGET/, which every ctest run replays.
+FUZZ_TARGETS = fuzz_headers fuzz_fastpath fuzz_args fuzz_values
+fuzz: deps
+	CC=clang-$(LLVM) CXX=clang++-$(LLVM) cmake -S . -B $(FUZZ_BUILD) \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQPOOL_FUZZ=ON -DMQPOOL_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_targets
+	@failed=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t; \
+	  if $(FUZZ_BUILD)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	      -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $(FUZZ_BUILD)/corpus/$$t \
+	      tests/fuzz/seeds/$$t $$(ls -d tests/fuzz/regressions/$$t 2>/dev/null) \
+	      >$(FUZZ_BUILD)/$$t.log 2>&1; then \
+	    echo "$$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' $(FUZZ_BUILD)/$$t.log)"; \
+	  else \
+	    tail -n 40 $(FUZZ_BUILD)/$$t.log; echo "$$t: FAILED (log: $(FUZZ_BUILD)/$$t.log)"; \
+	    failed="$$failed $$t"; \
+	  fi; \
+	done; test -z "$$failed" || { echo "make fuzz: crashed:$$failed"; exit 1; }

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "budget.hpp"
 #include "mqpool/registry.hpp"
 
 namespace {
@@ -37,6 +38,7 @@ constexpr RunChunk kTasks[] = {&run_chunk<&twice>, &run_chunk<&length>, &run_chu
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::budget_start();
   if (size == 0) return 0;
   const RunChunk run = kTasks[data[0] % 4];
   const std::uint32_t count = 1 + data[0] / 4;  // 1 .. 64, as chunks of small tasks are
@@ -72,5 +74,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       broken("the split cannot cut a chunk the executor read");
     }
   }
+  fuzz::budget_check("fuzz_args", size);
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "budget.hpp"
 #include "common/protocol.hpp"
 
 namespace {
@@ -62,10 +63,12 @@ void check(const zmq::message_t& header) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::budget_start();
   const zmq::message_t header(data, size);
   check<ChunkSpec>(header);
   check<TaskSpec>(header);
   check<ResultSpec>(header);
   check<std::uint64_t>(header);
+  fuzz::budget_check("fuzz_fastpath", size);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "budget.hpp"
 #include "common/protocol.hpp"
 
 namespace {
@@ -24,6 +25,7 @@ void decode_as(const Message& m) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::budget_start();
   Message m;
   m.header = zmq::message_t(data, size);
   decode_as<std::vector<ChunkSpec>>(m);
@@ -46,5 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (decode_errors(m.header).size() != declared) std::abort();
   } catch (const mqpool::SerializationError&) {
   }
+  fuzz::budget_check("fuzz_headers", size);
   return 0;
 }

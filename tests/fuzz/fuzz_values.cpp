@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "budget.hpp"
 #include "common/protocol.hpp"
 #include "mqpool/detail/jobs.hpp"
 
@@ -57,6 +58,7 @@ std::unique_ptr<Job> make_job(std::uint8_t kind, std::size_t n) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::budget_start();
   constexpr std::size_t kHead = 1 + 1 + 8 + 2 + 2;
   if (size < kHead) return 0;
   const std::uint8_t* p = data;
@@ -85,5 +87,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (job->deliver(first, count, values, errors) > count) std::abort();
   } catch (const mqpool::SerializationError&) {
   }
+  fuzz::budget_check("fuzz_values", size);
   return 0;
 }
