@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +23,77 @@ bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true
 msgpack::unpack_limit limits_for(std::size_t remaining) {
   return msgpack::unpack_limit(remaining, remaining / 2, remaining, remaining, remaining,
                                kMaxDepth);
+}
+
+// What follows each tag from 0xc4 to 0xdf: the bytes of its length or count, the bytes of
+// payload besides what that length says, and what the length counts.
+enum class Counts : std::uint8_t { nothing, bytes, elements, pairs };
+struct Tail {
+  std::uint8_t width, bytes;
+  Counts counts;
+};
+constexpr Counts N = Counts::nothing, B = Counts::bytes, E = Counts::elements, P = Counts::pairs;
+// In tag order: bin 8, 16, 32; ext 8, 16, 32 (a type byte, then the data); float 32, 64;
+// uint 8 .. 64; int 8 .. 64; fixext 1 .. 16 (a type byte, then 1 .. 16 bytes); str 8,
+// 16, 32; array 16, 32; map 16, 32.
+constexpr Tail kTails[] = {{1, 0, B}, {2, 0, B}, {4, 0, B},  {1, 1, B}, {2, 1, B}, {4, 1, B},
+                           {0, 4, N}, {0, 8, N}, {0, 1, N},  {0, 2, N}, {0, 4, N}, {0, 8, N},
+                           {0, 1, N}, {0, 2, N}, {0, 4, N},  {0, 8, N}, {0, 2, N}, {0, 3, N},
+                           {0, 5, N}, {0, 9, N}, {0, 17, N}, {1, 0, B}, {2, 0, B}, {4, 0, B},
+                           {2, 0, E}, {4, 0, E}, {2, 0, P},  {4, 0, P}};
+static_assert(std::size(kTails) == 0xdf - 0xc4 + 1);
+
+// unpack_limit caps each array's (and map's) count by the buffer's size, but not their
+// sum, and msgpack's parser allocates each one's elements as soon as it reads the count:
+// 63 nested arrays, each declaring as many elements as the buffer has bytes, made a
+// 64 KiB header allocate 264 MB before the parser found it truncated (2 GB from 1 MiB,
+// tests/fuzz/regressions/fuzz_headers). Every object takes at least one byte, so the
+// objects that the containers opened so far still owe cannot outnumber the bytes left:
+// this checks that in one pass over the first object at p, before the parser runs, which
+// keeps what it allocates within a small multiple of the input. False if the count is
+// exceeded; true otherwise, truncated or invalid input included (the parser says why).
+bool owed_fits(const char* p, std::size_t size) noexcept {
+  std::size_t owed = 1;  // objects still to come
+  std::size_t at = 0;
+  while (owed > 0 && at < size) {
+    const auto c = static_cast<unsigned char>(p[at++]);
+    --owed;
+    Tail t{0, 0, N};  // fixint, nil, bool (and 0xc1, which the parser rejects)
+    std::size_t n = 0;
+    if (c >= 0x80 && c <= 0x8f) {
+      t.counts = P, n = c & 0x0fu;
+    } else if (c >= 0x90 && c <= 0x9f) {
+      t.counts = E, n = c & 0x0fu;
+    } else if (c >= 0xa0 && c <= 0xbf) {
+      t.counts = B, n = c & 0x1fu;
+    } else if (c >= 0xc4 && c <= 0xdf) {
+      t = kTails[c - 0xc4];
+    }
+    if (size - at < t.width) return true;
+    for (unsigned i = 0; i < t.width; ++i) n = n << 8 | static_cast<unsigned char>(p[at + i]);
+    at += t.width;
+    const std::size_t bytes = t.bytes + (t.counts == B ? n : 0);
+    if (size - at < bytes) return true;
+    at += bytes;
+    if (t.counts == E) owed += n;
+    if (t.counts == P) owed += 2 * n;
+    if (owed > size - at) return false;
+  }
+  return true;
+}
+
+// msgpack's parser, with the limits above, on the first object at data + offset.
+msgpack::object unpack_bounded(msgpack::zone& zone, const char* data, std::size_t size,
+                               std::size_t& offset) {
+  if (!owed_fits(data + offset, size - offset))
+    throw SerializationError("malformed msgpack: more elements declared than bytes left");
+  try {
+    bool referenced = false;
+    return msgpack::unpack(zone, data, size, offset, referenced, reference_all, nullptr,
+                           limits_for(size - offset));
+  } catch (const std::exception& e) {
+    throw SerializationError(std::string("malformed msgpack: ") + e.what());
+  }
 }
 
 void set_int(msgpack::object& o, std::int64_t v) {
@@ -195,13 +267,7 @@ const msgpack::object& Reader::next() {
     zone_->clear();
   else
     zone_.emplace();
-  try {
-    bool referenced = false;
-    obj_ = msgpack::unpack(*zone_, data_, size_, offset_, referenced, reference_all, nullptr,
-                           limits_for(size_ - offset_));
-  } catch (const std::exception& e) {
-    throw SerializationError(std::string("malformed msgpack: ") + e.what());
-  }
+  obj_ = unpack_bounded(*zone_, data_, size_, offset_);
   return obj_;
 }
 
@@ -227,14 +293,7 @@ namespace {
 // Exactly one object spanning the buffer, into `zone`.
 msgpack::object unpack_whole(msgpack::zone& zone, const void* data, std::size_t size) {
   std::size_t off = 0;
-  msgpack::object obj;
-  try {
-    bool referenced = false;
-    obj = msgpack::unpack(zone, static_cast<const char*>(data), size, off, referenced,
-                          reference_all, nullptr, limits_for(size));
-  } catch (const std::exception& e) {
-    throw SerializationError(std::string("malformed msgpack: ") + e.what());
-  }
+  const msgpack::object obj = unpack_bounded(zone, static_cast<const char*>(data), size, off);
   if (off != size)
     throw SerializationError(std::to_string(size - off) + " unexpected trailing bytes");
   return obj;
