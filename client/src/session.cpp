@@ -389,10 +389,18 @@ void Session::deliver(proto::Message& m) {
   settle(settled);
 }
 
-// Hands one chunk's outcomes to its job; returns how many were new.
-std::uint32_t Session::deliver_chunk(Job& job, const proto::ResultSpec& spec,
-                                     const zmq::message_t& errors_frame,
-                                     const zmq::message_t& values_frame) {
+std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,
+                            const zmq::message_t& errors_frame,
+                            const zmq::message_t& values_frame) {
+  // Each task's value takes at least a byte (nil where it failed), so a larger count is a
+  // lie, and it would be believed: below, an unreadable errors frame becomes one row per
+  // task (4 billion rows from a count of 2^32 - 1), and a job reads one value per task,
+  // failing each past the frame's end with an exception of its own. Found by
+  // tests/fuzz/fuzz_values (regressions/fuzz_values).
+  if (spec.count > values_frame.size())
+    throw SerializationError("a result chunk of " + std::to_string(spec.count) +
+                             " tasks whose values frame has " +
+                             std::to_string(values_frame.size()) + " bytes");
   ErrorList errors;
   try {
     errors = proto::decode_errors(errors_frame);

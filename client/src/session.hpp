@@ -28,6 +28,12 @@ namespace mqpool::detail {
 
 class SubmitBuilder;
 
+// Hands one RESULT chunk's outcome frames to its job; returns how many were new. Throws
+// SerializationError when the chunk cannot be taken (Session::deliver then fails the job).
+// Needs nothing of a session: tests/fuzz/fuzz_values.cpp calls it with hostile frames.
+std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,
+                            const zmq::message_t& errors_frame, const zmq::message_t& values_frame);
+
 class Session final : public broker::LocalClient {
  public:
   // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
@@ -113,9 +119,6 @@ class Session final : public broker::LocalClient {
   void take_submit(Op& op, SubmitBuilder& submits);
   void take_fail_all(const WireError& e, std::vector<proto::Message>& out);
   std::uint64_t drop_job(std::uint64_t job_id);
-  std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,
-                              const zmq::message_t& errors_frame,
-                              const zmq::message_t& values_frame);
   void keep(const proto::ChunkSpec& spec, zmq::message_t& args);
   void answered(std::uint64_t job, std::uint64_t seq, std::uint32_t fresh);
 

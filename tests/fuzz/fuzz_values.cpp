@@ -1,6 +1,7 @@
 // Fuzz target: the outcome frames of a RESULT chunk (errors and values, docs/PROTOCOL.md
 // §5) delivered to the client's jobs as the session delivers them (Session::deliver_chunk),
-// with the chunk's first index and count from the bytes too, as a broker could send them.
+// with the chunk's first index and count from the bytes too, as a broker could send them
+// (deliver_chunk, white-box: what Session::deliver calls for each chunk of a RESULT).
 // Layout: kind (1 byte), job size (1), first (8, little-endian), count (2), errors frame
 // length (2), the errors frame, the values frame.
 #include <cstddef>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "budget.hpp"
-#include "common/protocol.hpp"
+#include "client/src/session.hpp"
 #include "mqpool/detail/jobs.hpp"
 
 namespace {
@@ -72,19 +73,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const zmq::message_t values_frame(p + errors_len, left - errors_len);
 
   const std::unique_ptr<Job> job = make_job(kind, n);
-  // What Session::deliver_chunk does: an unreadable errors frame fails the whole chunk.
-  ErrorList errors;
+  const mqpool::proto::ResultSpec spec{0, first, count};
   try {
-    errors = mqpool::proto::decode_errors(errors_frame);
-  } catch (const mqpool::SerializationError& e) {
-    errors.clear();
-    for (std::uint32_t k = 0; k < count; ++k)
-      errors.emplace_back(
-          k, mqpool::WireError{mqpool::ErrorCode::serialization, "", e.what(), "", ""});
-  }
-  Reader values(values_frame.data(), values_frame.size());
-  try {
-    if (job->deliver(first, count, values, errors) > count) std::abort();
+    if (deliver_chunk(*job, spec, errors_frame, values_frame) > count) std::abort();
   } catch (const mqpool::SerializationError&) {
   }
   fuzz::budget_check("fuzz_values", size);
