@@ -12,6 +12,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <msgpack/adaptor/bool.hpp>
 #include <msgpack/adaptor/cpp11/array.hpp>
@@ -383,3 +384,37 @@ T convert(const msgpack::object& o) {
 
 }  // namespace detail
 }  // namespace mqpool
+
+// msgpack-c 4.1 packs a double or float that holds an integer as that integer, once it
+// has checked that the value is at most UINT64_MAX; but UINT64_MAX, made a double or a
+// float for the comparison, rounds up to 2^64, which then passes it, and converting 2^64
+// to uint64_t is undefined behaviour (UBSan found it: a task of tests/fuzz/fuzz_args that
+// returned 2^64). Every value mqpool encodes goes through our Buffer's packer, so for that
+// one the same encoding is written here with the exact bounds, below 2^64 and from -2^63.
+namespace msgpack::v1 {
+template <>
+inline packer<mqpool::detail::Buffer>& packer<mqpool::detail::Buffer>::pack_double(double d) {
+  if (d >= 0 && d < 0x1p64 && d == static_cast<double>(static_cast<std::uint64_t>(d)))
+    return pack_uint64(static_cast<std::uint64_t>(d));
+  if (d < 0 && d >= -0x1p63 && d == static_cast<double>(static_cast<std::int64_t>(d)))
+    return pack_int64(static_cast<std::int64_t>(d));
+  char buf[9] = {static_cast<char>(0xcb)};
+  const std::uint64_t be = mqpool::detail::swap_bytes(std::bit_cast<std::uint64_t>(d));
+  std::memcpy(buf + 1, &be, sizeof be);
+  append_buffer(buf, sizeof buf);
+  return *this;
+}
+
+template <>
+inline packer<mqpool::detail::Buffer>& packer<mqpool::detail::Buffer>::pack_float(float d) {
+  if (d >= 0 && d < 0x1p64f && d == static_cast<float>(static_cast<std::uint64_t>(d)))
+    return pack_uint64(static_cast<std::uint64_t>(d));
+  if (d < 0 && d >= -0x1p63f && d == static_cast<float>(static_cast<std::int64_t>(d)))
+    return pack_int64(static_cast<std::int64_t>(d));
+  char buf[5] = {static_cast<char>(0xca)};
+  const std::uint32_t be = mqpool::detail::swap_bytes(std::bit_cast<std::uint32_t>(d));
+  std::memcpy(buf + 1, &be, sizeof be);
+  append_buffer(buf, sizeof buf);
+  return *this;
+}
+}  // namespace msgpack::v1
