@@ -169,7 +169,9 @@ class MapJob final : public Job {
     if constexpr (plain_integer<R>) {
       // The common case in one tight loop (a million of them in a map of squares): no
       // errors, every value an integer. Whatever else comes takes the general path.
-      if (errors.empty() && first + count <= n_ && none_taken(first, count)) {
+      // Not `first + count <= n_`: a first index near 2^64 (a RESULT header from a broken
+      // broker) wraps that sum, and the chunk landed far outside results_ and got_.
+      if (errors.empty() && first <= n_ && count <= n_ - first && none_taken(first, count)) {
         k = static_cast<std::uint32_t>(values.next_integers(results_.data() + first, count));
         mark_taken(first, k);
         fresh = k;
