@@ -141,10 +141,18 @@ TEST(HeartbeatFault, TheHeartbeatThreadBlocksTheSignalsTheMainThreadHandles) {
   mqpool::Pool pool(one_executor());
   const auto p =
       static_cast<pid_t>(bounded(kLong, "apply", [&] { return pool.apply(pid, std::int64_t{0}); }));
+  // The thread names itself once it runs, which may be after the executor's first answer
+  // (it was, under AddressSanitizer): so the name is waited for.
   std::string beat;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(p) + "/task"))
-    if (read_file(t.path().string() + "/comm") == "mqpool-beat\n")
-      beat = t.path().filename().string();
+  eventually(
+      [&] {
+        for (const auto& t :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(p) + "/task"))
+          if (read_file(t.path().string() + "/comm") == "mqpool-beat\n")
+            beat = t.path().filename().string();
+        return !beat.empty();
+      },
+      kPrompt);
   ASSERT_FALSE(beat.empty()) << "executor " << p << " has no thread named mqpool-beat";
   const std::uint64_t handled = (1ull << (SIGTERM - 1)) | (1ull << (SIGINT - 1));
   EXPECT_EQ(blocked_signals(p, beat) & handled, handled);
