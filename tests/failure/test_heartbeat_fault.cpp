@@ -13,6 +13,7 @@
 
 #include "common.hpp"
 #include "common/fault.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace ftest {
 namespace {
@@ -94,6 +95,12 @@ mqpool::PoolOptions one_executor() {
 }
 
 TEST(HeartbeatFault, AnExceptionOnTheHeartbeatThreadIsAPlannedExitAndTheTaskRunsAgain) {
+  // Under ThreadSanitizer the executor, forked by the agent while ZeroMQ's threads ran
+  // (TSAN_OPTIONS die_after_fork=0, which TSan calls unsupported), hangs once the
+  // exception is thrown on its heartbeat thread, instead of leaving: the broker then
+  // declares it lost (no heartbeat for 1000 ms) and the task fails, on every run. The
+  // ASan build and the plain ones run this test.
+  MQPOOL_SKIP_UNDER_TSAN("its executor hangs after the injected throw (fork from threads)");
   TempDir dir;
   HookFor hook(dir, throw_once);
   StderrTo err(dir.file("pool.err"));
