@@ -28,7 +28,12 @@ inline constexpr bool kThreadSanitizer = false;
 
 }  // namespace mqpool_test
 
-#define MQPOOL_SKIP_UNDER_ASAN(why) \
-  if (::mqpool_test::kAddressSanitizer) GTEST_SKIP() << "not under AddressSanitizer: " why
-#define MQPOOL_SKIP_UNDER_TSAN(why) \
-  if (::mqpool_test::kThreadSanitizer) GTEST_SKIP() << "not under ThreadSanitizer: " why
+// Braced: gtest's assertions are if-else statements, and GCC warns of a dangling else.
+#define MQPOOL_SKIP_UNDER_ASAN(why)                     \
+  if (::mqpool_test::kAddressSanitizer) {               \
+    GTEST_SKIP() << "not under AddressSanitizer: " why; \
+  }
+#define MQPOOL_SKIP_UNDER_TSAN(why)                    \
+  if (::mqpool_test::kThreadSanitizer) {               \
+    GTEST_SKIP() << "not under ThreadSanitizer: " why; \
+  }

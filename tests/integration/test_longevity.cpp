@@ -121,8 +121,9 @@ void nothing_left(mqpool::Pool& pool, std::size_t rss_before) {
   // Not under AddressSanitizer: it keeps freed memory in quarantine (256 MB) to catch a
   // use after free, so freed 160 MB buffers stay resident. The job record's check above
   // holds there, and LeakSanitizer would report a buffer that nothing frees.
-  if (!mqpool_test::kAddressSanitizer)
+  if (!mqpool_test::kAddressSanitizer) {
     EXPECT_LT(rss(), rss_before + (64 << 20)) << "a failed map's result buffer was not freed";
+  }
 }
 
 TEST(Longevity, AnInputThatThrowsOrLiesReachesTheCallerAndLeavesNothingBehind) {
