@@ -41,6 +41,9 @@ std::string pid_pair() { return std::to_string(getpid()) + " " + std::to_string(
       ::kill(getpid(), SIGKILL);
       break;
     case kSigsegv:
+      // The default action, as a crash gets it: under AddressSanitizer its own handler
+      // would catch the signal, report it and exit(1), and the death had another cause.
+      ::signal(SIGSEGV, SIG_DFL);
       ::raise(SIGSEGV);
       break;
     case kExit3:

@@ -13,6 +13,7 @@
 
 #include "common.hpp"
 #include "common/fault.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace ftest {
 namespace {
@@ -94,6 +95,12 @@ mqpool::PoolOptions one_executor() {
 }
 
 TEST(HeartbeatFault, AnExceptionOnTheHeartbeatThreadIsAPlannedExitAndTheTaskRunsAgain) {
+  // Under ThreadSanitizer the executor, forked by the agent while ZeroMQ's threads ran
+  // (TSAN_OPTIONS die_after_fork=0, which TSan calls unsupported), hangs once the
+  // exception is thrown on its heartbeat thread, instead of leaving: the broker then
+  // declares it lost (no heartbeat for 1000 ms) and the task fails, on every run. The
+  // ASan build and the plain ones run this test.
+  MQPOOL_SKIP_UNDER_TSAN("its executor hangs after the injected throw (fork from threads)");
   TempDir dir;
   HookFor hook(dir, throw_once);
   StderrTo err(dir.file("pool.err"));
@@ -141,10 +148,18 @@ TEST(HeartbeatFault, TheHeartbeatThreadBlocksTheSignalsTheMainThreadHandles) {
   mqpool::Pool pool(one_executor());
   const auto p =
       static_cast<pid_t>(bounded(kLong, "apply", [&] { return pool.apply(pid, std::int64_t{0}); }));
+  // The thread names itself once it runs, which may be after the executor's first answer
+  // (it was, under AddressSanitizer): so the name is waited for.
   std::string beat;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(p) + "/task"))
-    if (read_file(t.path().string() + "/comm") == "mqpool-beat\n")
-      beat = t.path().filename().string();
+  eventually(
+      [&] {
+        for (const auto& t :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(p) + "/task"))
+          if (read_file(t.path().string() + "/comm") == "mqpool-beat\n")
+            beat = t.path().filename().string();
+        return !beat.empty();
+      },
+      kPrompt);
   ASSERT_FALSE(beat.empty()) << "executor " << p << " has no thread named mqpool-beat";
   const std::uint64_t handled = (1ull << (SIGTERM - 1)) | (1ull << (SIGINT - 1));
   EXPECT_EQ(blocked_signals(p, beat) & handled, handled);

@@ -10,6 +10,7 @@
 #include "client/src/test_hooks.hpp"
 #include "helpers.hpp"
 #include "tasks.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace mqpool::detail {
 struct PoolInternals {
@@ -117,7 +118,12 @@ void nothing_left(mqpool::Pool& pool, std::size_t rss_before) {
   pool.close();
   bounded(kLong, "join", [&] { pool.join(); });
   EXPECT_EQ(PoolInternals::core(pool).open_jobs(), 0u) << "a failed map left its job record";
-  EXPECT_LT(rss(), rss_before + (64 << 20)) << "a failed map's result buffer was not freed";
+  // Not under AddressSanitizer: it keeps freed memory in quarantine (256 MB) to catch a
+  // use after free, so freed 160 MB buffers stay resident. The job record's check above
+  // holds there, and LeakSanitizer would report a buffer that nothing frees.
+  if (!mqpool_test::kAddressSanitizer) {
+    EXPECT_LT(rss(), rss_before + (64 << 20)) << "a failed map's result buffer was not freed";
+  }
 }
 
 TEST(Longevity, AnInputThatThrowsOrLiesReachesTheCallerAndLeavesNothingBehind) {

@@ -13,7 +13,9 @@ set(unmangled)
 foreach(line IN LISTS lines)
   if(line MATCHES "^[0-9a-f]+ [A-Za-z] (.+)$")
     set(name "${CMAKE_MATCH_1}")
-    if(NOT name MATCHES "^_Z" AND NOT name MATCHES "^(_init|_fini|_edata|_end|__bss_start)$")
+    # __odr_asan_gen_*: AddressSanitizer's ODR indicators, one per global (make sanitize).
+    if(NOT name MATCHES "^_Z" AND NOT name MATCHES "^(_init|_fini|_edata|_end|__bss_start)$"
+       AND NOT name MATCHES "^__odr_asan_gen_")
       list(APPEND unmangled "${name}")
     endif()
   endif()

@@ -1,5 +1,5 @@
 # cmake -P script behind the package.find_package test; see CMakeLists.txt beside it.
-# Inputs: BUILD_DIR, WORK_DIR, OUTSIDE_DIR, GENERATOR, CXX_COMPILER, CONFIG.
+# Inputs: BUILD_DIR, WORK_DIR, OUTSIDE_DIR, GENERATOR, CXX_COMPILER, CXX_FLAGS, CONFIG.
 function(step)
   list(JOIN ARGN " " cmdline)
   message(STATUS "package test: ${cmdline}")
@@ -20,6 +20,7 @@ file(REMOVE_RECURSE ${WORK_DIR})
 step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} ${config_args})
 step(${CMAKE_COMMAND} -S ${OUTSIDE_DIR} -B ${outside_build} -G "${GENERATOR}"
      -D CMAKE_CXX_COMPILER=${CXX_COMPILER}
+     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
      -D CMAKE_BUILD_TYPE=${CONFIG}
      -D CMAKE_PREFIX_PATH=${prefix}
      -D CMAKE_FIND_PACKAGE_PREFER_CONFIG=ON)
