@@ -48,8 +48,9 @@ void budget_check(const char* target, std::size_t size) {
 
 }  // namespace fuzz
 
-#if defined(MQPOOL_LIBFUZZER)
-// ASan owns malloc here; it calls these hooks around every allocation.
+#if defined(MQPOOL_SANITIZER_MALLOC)
+// A sanitizer (libFuzzer's ASan, or make sanitize's) owns malloc here, and interposing
+// it too would break its start-up; it calls these hooks around every allocation.
 #include <sanitizer/allocator_interface.h>
 
 namespace {
