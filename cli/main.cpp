@@ -56,8 +56,8 @@ void add_broker_options(CLI::App& sub, BrokerFlags& f) {
   sub.add_option("--curve-secret", o.curve_secret_file,
                  "CURVE: this broker's secret key file (mqpool keygen NAME writes NAME.key)");
   sub.add_option("--authorized-keys", o.authorized_keys_dir,
-                 "CURVE: a directory of the .pub files of every client and worker admitted "
-                 "(read again on SIGHUP)");
+                 "CURVE: a directory of the .pub files admitted: DIR's on both endpoints, "
+                 "DIR/clients' and DIR/workers' on that one only (read again on SIGHUP)");
   sub.add_flag("--insecure", o.insecure,
                "no warning for endpoints beyond loopback without CURVE (anyone who reaches "
                "them can run commands on the workers)");
