@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -24,6 +25,25 @@ std::atomic<bool> g_reload{false};
 // that name would take its place (package.exports checks that there is none).
 void on_stop_signal(int) { g_stop = true; }
 void on_reload_signal(int) { g_reload = true; }
+
+// Blocks signals for the calling thread and the threads it starts; restores the mask.
+class SignalsBlocked {
+ public:
+  SignalsBlocked(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : signals) sigaddset(&set, sig);
+    pthread_sigmask(SIG_BLOCK, &set, &before_);
+  }
+  ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &before_, nullptr); }
+  SignalsBlocked(const SignalsBlocked&) = delete;
+  SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+  // The mask as it was: what the loop sleeps with.
+  const sigset_t& before() const { return before_; }
+
+ private:
+  sigset_t before_{};
+};
 
 void fail(const std::string& what) { std::fprintf(stderr, "mqpool broker: %s\n", what.c_str()); }
 
@@ -118,6 +138,11 @@ int run_broker(const BrokerOptions& options) {
   sigaction(SIGTERM, &sa, nullptr);
   sa.sa_handler = on_reload_signal;
   sigaction(SIGHUP, &sa, nullptr);
+  // Blocked, from before ZeroMQ starts its threads (they inherit it) until we return,
+  // but while the loop sleeps (Loop::run's wait_mask). Otherwise a signal may be taken
+  // by a ZeroMQ thread that has not yet blocked it, or come just after the loop looked
+  // at the flags, and the loop would sleep on without seeing it.
+  const SignalsBlocked blocked({SIGINT, SIGTERM, SIGHUP});
   zmq::context_t ctx;
   std::optional<broker::Loop> loop;
   try {
@@ -136,22 +161,13 @@ int run_broker(const BrokerOptions& options) {
   std::printf("mqpool broker: clients on %s, workers on %s\n", loop->frontend_endpoint().c_str(),
               loop->backend_endpoint().c_str());
   std::fflush(stdout);
-  // Blocked but while the loop sleeps (Loop::run's wait_mask): a signal that came just
-  // after the loop looked at the flags would otherwise wait for the next wake-up, which
-  // may never come. ZeroMQ's threads block every signal themselves.
-  sigset_t ours, wait_mask;
-  sigemptyset(&ours);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&ours, sig);
-  pthread_sigmask(SIG_BLOCK, &ours, &wait_mask);
-  int rc = 0;
   try {
-    loop->run(&g_stop, &g_reload, &wait_mask);
+    loop->run(&g_stop, &g_reload, &blocked.before());
   } catch (const zmq::error_t& e) {
     fail(e.what());
-    rc = 1;
+    return 1;
   }
-  pthread_sigmask(SIG_SETMASK, &wait_mask, nullptr);
-  return rc;
+  return 0;
 }
 
 }  // namespace mqpool
