@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include "common.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace ftest {
 namespace {
@@ -19,7 +20,12 @@ std::string tail(const std::string& path, std::size_t n = 5) {
   return out;
 }
 
+// Not under AddressSanitizer: there a forked child hung in round 4 of 200 (in CI, once in
+// three runs). The likeliest cause is ASan's own allocator, whose locks clang 16 does not
+// take around fork(): a child forked while another thread allocates inherits one held.
+// The locks this test is about are mqpool's and spdlog's; the GCC build runs it.
 TEST(ForkSafety, PoolsStartWhileOtherThreadsLogAndAllocate) {
+  MQPOOL_SKIP_UNDER_ASAN("its allocator is not fork-safe under threads that allocate");
   TempDir dir;
   // main.cpp's scenario: 200 rounds. Its stdout (the threads' log lines) is discarded;
   // its stderr (one line per round, and anything our logger says) goes to a file.
