@@ -68,8 +68,8 @@ void add_broker_options(CLI::App& sub, BrokerFlags& f) {
 
 int run_broker(BrokerFlags& f) {
   try {
-    f.options.max_message = static_cast<std::int64_t>(
-        mqpool::detail::parse_size_option("--max-message", f.max_message));
+    f.options.max_message =
+        mqpool::detail::parse_max_message_option("--max-message", f.max_message);
   } catch (const std::invalid_argument& e) {
     std::cerr << "mqpool broker: " << e.what() << '\n';
     return 1;

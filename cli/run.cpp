@@ -421,8 +421,7 @@ PoolOptions pool_options(const RunOptions& o) {
   p.curve_secret_file = o.keys.curve_secret;
   p.broker_key_file = o.keys.broker_key;
   if (!o.timeout.empty()) p.task_timeout = detail::parse_duration_option("--timeout", o.timeout);
-  p.max_message =
-      static_cast<std::int64_t>(detail::parse_size_option("--max-message", o.max_message));
+  p.max_message = detail::parse_max_message_option("--max-message", o.max_message);
   return p;
 }
 

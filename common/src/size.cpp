@@ -28,4 +28,10 @@ void check_max_message(std::string_view option, std::int64_t bytes) {
                                 std::to_string(bytes) + " bytes");
 }
 
+std::int64_t parse_max_message_option(std::string_view option, std::string_view text) {
+  const auto bytes = static_cast<std::int64_t>(parse_size_option(option, text));
+  check_max_message(option, bytes);
+  return bytes;
+}
+
 }  // namespace mqpool::detail

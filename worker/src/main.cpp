@@ -105,9 +105,7 @@ void apply_flags(Flags& f) {
   if (f.liveness < 1)
     throw std::invalid_argument("--liveness must be at least 1, got " + std::to_string(f.liveness));
   o.liveness = static_cast<std::uint32_t>(f.liveness);
-  o.max_message =
-      static_cast<std::int64_t>(detail::parse_size_option("--max-message", f.max_message));
-  detail::check_max_message("--max-message", o.max_message);
+  o.max_message = detail::parse_max_message_option("--max-message", f.max_message);
   o.curve =
       detail::load_curve_client(f.curve_secret, f.broker_key, "--curve-secret", "--broker-key");
   detail::configure_log_level(f.level);

@@ -15,5 +15,7 @@ std::uint64_t parse_size_option(std::string_view option, std::string_view text);
 inline constexpr std::int64_t kMinMaxMessage = std::int64_t{64} << 10;
 // Throws std::invalid_argument, naming `option`, unless kMinMaxMessage <= bytes <= 1T.
 void check_max_message(std::string_view option, std::int64_t bytes);
+// A --max-message value: parse_size_option, then check_max_message.
+std::int64_t parse_max_message_option(std::string_view option, std::string_view text);
 
 }  // namespace mqpool::detail
