@@ -27,8 +27,15 @@ class FakeBroker {
   const std::string& endpoint() const { return endpoint_; }
 
   // The next message with command `cmd`, or nothing within `limit`. Messages passed
-  // over on the way are kept in seen().
+  // over on the way are noted in seen() and kept for a later await(): a replacement's
+  // READY may come in before its agent's EXITED, which the test awaits first.
   std::optional<proto::Message> await(proto::Cmd cmd, std::chrono::milliseconds limit = kPrompt) {
+    for (auto k = kept_.begin(); k != kept_.end(); ++k) {
+      if (k->cmd != cmd) continue;
+      proto::Message m = std::move(*k);
+      kept_.erase(k);
+      return m;
+    }
     const auto deadline = Clock::now() + limit;
     while (true) {
       while (auto m = proto::recv(sock_, true, zmq::recv_flags::dontwait)) {
@@ -36,6 +43,7 @@ class FakeBroker {
         if (m->cmd == proto::Cmd::heartbeat)
           proto::send(sock_, proto::make(proto::Cmd::heartbeat, std::vector<int>{}, m->peer), true);
         seen_.push_back(m->cmd);
+        if (m->cmd != proto::Cmd::heartbeat) kept_.push_back(std::move(*m));
       }
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (left <= 0ms) return std::nullopt;
@@ -63,6 +71,7 @@ class FakeBroker {
   zmq::context_t ctx_{1};
   zmq::socket_t sock_{ctx_, zmq::socket_type::router};
   std::vector<proto::Cmd> seen_;
+  std::vector<proto::Message> kept_;
 };
 
 // An executor as its READY names it.
