@@ -133,6 +133,16 @@ Sizes quick_sizes() {
                .n_loss = 400};
 }
 
+Sizes bench_sizes(const BenchOptions& opts) {
+  Sizes s = opts.quick ? quick_sizes() : Sizes{};
+  if (opts.payload_bytes > 0) {
+    constexpr std::int64_t kTotal = std::int64_t{256} << 20;
+    s.payload_bytes = opts.payload_bytes;
+    s.n_payload = std::clamp<std::int64_t>(kTotal / opts.payload_bytes, 4, 4096);
+  }
+  return s;
+}
+
 // A workload computed a wrong answer.
 struct WrongAnswer : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -487,6 +497,11 @@ std::string describe_status(int status) {
 void run_in_own_process(const BenchOptions& opts, std::string_view name) {
   std::vector<std::string> args{"mqpool", "bench", "--processes", std::to_string(opts.processes)};
   if (opts.quick) args.emplace_back("--quick");
+  if (opts.payload_bytes > 0)
+    args.insert(args.end(), {"--payload-bytes", std::to_string(opts.payload_bytes)});
+  if (opts.shared_memory_threshold >= 0)
+    args.insert(args.end(),
+                {"--shared-memory-threshold", std::to_string(opts.shared_memory_threshold)});
   if (!opts.connect.empty()) args.insert(args.end(), {"--connect", opts.connect});
   if (!opts.keys.curve_secret.empty())
     args.insert(args.end(), {"--curve-secret", opts.keys.curve_secret});
@@ -744,6 +759,7 @@ PoolOptions pool_options(const BenchOptions& opts) {
   po.connect = opts.connect;
   po.curve_secret_file = opts.keys.curve_secret;
   po.broker_key_file = opts.keys.broker_key;
+  if (opts.shared_memory_threshold >= 0) po.shared_memory_threshold = opts.shared_memory_threshold;
   return po;
 }
 
@@ -758,6 +774,14 @@ void add_bench_options(CLI::App& sub, BenchOptions& opts) {
   add_key_options(sub, opts.keys);
   sub.add_flag("--quick", opts.quick,
                "small sizes, a few seconds in all (CI: proves every workload runs)");
+  sub.add_option("--payload-bytes", opts.payload_bytes,
+                 "payload_echo's item size in bytes [4 MiB, 64 items]; other sizes take as "
+                 "many items as make 256 MiB (4 to 4096)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30));
+  sub.add_option("--shared-memory-threshold", opts.shared_memory_threshold,
+                 "the local pool's PoolOptions::shared_memory_threshold in bytes, 0 = never "
+                 "[the pool's default]")
+      ->check(CLI::NonNegativeNumber);
   sub.add_option("workload", opts.workloads, "workloads to run [all]: " + valid_names());
 }
 
@@ -776,9 +800,11 @@ int run_bench(const BenchOptions& opts) {
     std::cerr << "mqpool bench: with --connect, the cluster_* workloads are the plain ones "
                  "(every workload runs on the cluster at "
               << opts.connect << ")\n";
-  const Sizes sizes = opts.quick ? quick_sizes() : Sizes{};
+  const Sizes sizes = bench_sizes(opts);
   const std::int64_t procs = opts.processes > 0 ? opts.processes : detail::default_processes();
-  const Params tags = connected ? Params{{"connect", opts.connect}} : Params{};
+  Params tags = connected ? Params{{"connect", opts.connect}} : Params{};
+  if (opts.shared_memory_threshold >= 0)
+    tags.emplace_back("shared_memory_threshold", opts.shared_memory_threshold);
   const Params cluster_tags{{"transport", "tcp loopback"}};
   // One pool for all workloads, as peers.py, and one cluster for the cluster_* ones: each
   // made when first needed. Declared in this order, the cluster ends first.

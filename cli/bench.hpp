@@ -5,6 +5,7 @@
 // workloads on that cluster (bench.cpp's header comment).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,11 +18,13 @@ class App;
 namespace mqpool::cli {
 
 struct BenchOptions {
-  int processes = 0;                   // 0 = one per core, as Pool(0)
-  std::string connect;                 // empty: a local pool; else a broker's client endpoint
-  KeyFiles keys;                       // CURVE, with --connect
-  bool quick = false;                  // small sizes: proves every workload runs (CI)
-  std::vector<std::string> workloads;  // empty = all
+  int processes = 0;               // 0 = one per core, as Pool(0)
+  std::string connect;             // empty: a local pool; else a broker's client endpoint
+  KeyFiles keys;                   // CURVE, with --connect
+  bool quick = false;              // small sizes: proves every workload runs (CI)
+  std::int64_t payload_bytes = 0;  // payload_echo's item size; 0 = the contract's
+  std::int64_t shared_memory_threshold = -1;  // -1 = PoolOptions' default
+  std::vector<std::string> workloads;         // empty = all
 };
 
 // Adds bench's flags and positionals to `sub`, writing into `opts`.

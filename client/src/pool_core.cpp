@@ -33,6 +33,7 @@ void validate(const PoolOptions& o) {
   if (o.connect_timeout.count() <= 0)
     throw std::invalid_argument("PoolOptions::connect_timeout must be > 0");
   if (o.reconnect_timeout.count() < 0) bad("reconnect_timeout", o.reconnect_timeout.count());
+  if (o.shared_memory_threshold < 0) bad("shared_memory_threshold", o.shared_memory_threshold);
   if (o.heartbeat_interval.count() <= 0 || o.heartbeat_liveness <= 0)
     throw std::invalid_argument(
         "PoolOptions::heartbeat_interval and heartbeat_liveness must be > 0");
@@ -112,6 +113,8 @@ void PoolCore::start_local() {
     a.liveness = static_cast<std::uint32_t>(options_.heartbeat_liveness);
     a.grace = std::chrono::milliseconds(0);  // terminate() kills at once
     a.max_message = options_.max_message;
+    a.client_pid = getppid();
+    a.shared_memory_threshold = options_.shared_memory_threshold;
     int rc = 1;
     try {
       rc = worker::run_agent(a);
@@ -173,8 +176,10 @@ PoolCore::~PoolCore() {
 // pool's maxtasksperchild is ignored (the workers' own flag counts a batch piece as one
 // chunk), so it always batches calls.
 std::unique_ptr<Session> PoolCore::new_session(bool cluster) const {
-  return std::make_unique<Session>(static_cast<std::uint32_t>(options_.max_retries),
-                                   cluster || options_.maxtasksperchild == 0, cluster);
+  return std::make_unique<Session>(
+      static_cast<std::uint32_t>(options_.max_retries), cluster || options_.maxtasksperchild == 0,
+      cluster,
+      SharedMemoryLimits{cluster ? 0 : options_.shared_memory_threshold, options_.max_message});
 }
 
 std::uint64_t PoolCore::new_job() {

@@ -110,11 +110,13 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(std::uint32_t max_retries, bool coalesce, bool keep_sent)
+Session::Session(std::uint32_t max_retries, bool coalesce, bool keep_sent,
+                 SharedMemoryLimits shared)
     : max_retries_(max_retries),
       coalesce_(coalesce),
       next_batch_(g_test_hooks.first_batch),
-      keep_sent_(keep_sent) {
+      keep_sent_(keep_sent),
+      shared_(shared) {
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
@@ -249,7 +251,7 @@ std::size_t Session::take_batch(std::size_t o, SubmitBuilder& submits) {
   rec.last = true;
   const proto::ChunkSpec spec{batch_id,     0,   static_cast<std::uint32_t>(end - o), op.fn, 0,
                               max_retries_, true};
-  keep(spec, submits.add(spec, proto::to_frame(std::move(args))));
+  add_chunk(submits, spec, std::move(args));
   return end - o;
 }
 
@@ -261,7 +263,7 @@ void Session::take_submit(Op& op, SubmitBuilder& submits) {
   for (EncodedChunk& c : op.chunks) {
     rec.outstanding += c.count;
     const proto::ChunkSpec spec{op.job_id, c.first, c.count, op.fn, op.timeout_ms, max_retries_};
-    keep(spec, submits.add(spec, proto::to_frame(std::move(c.args))));
+    add_chunk(submits, spec, std::move(c.args));
   }
   if (rec.last && rec.outstanding == 0) jobs_.erase(it);
 }
@@ -282,17 +284,41 @@ std::uint64_t Session::drop_job(std::uint64_t job_id) {
   if (it == jobs_.end()) return 0;
   const std::uint64_t left = it->second.outstanding;
   jobs_.erase(it);
+  // A local pool's chunks stay until their outcomes come (deliver): the tasks still run,
+  // and read their arguments from the chunks' shared memory.
+  if (!keep_sent_) return left;
   for (auto s = sent_.lower_bound({job_id, 0}); s != sent_.end() && s->first.first == job_id;)
     s = sent_.erase(s);
   return left;
 }
 
-void Session::keep(const proto::ChunkSpec& spec, zmq::message_t& args) {
-  if (!keep_sent_) return;
+// Adds a chunk to the SUBMIT under way: its arguments inline, or (a local pool's large
+// chunk) as Refs into shared memory that the chunk keeps until each task has its outcome.
+void Session::add_chunk(SubmitBuilder& submits, const proto::ChunkSpec& spec, Buffer&& args) {
+  const auto size = static_cast<std::int64_t>(args.size());
+  std::unique_ptr<shm::ArgSegment> segment;
+  // Refs cost 35 bytes a task: not for chunks of many small tasks.
+  if (shared_.threshold > 0 && size >= shared_.threshold && size <= shared_.max_message &&
+      size >= std::int64_t{1024} * spec.count) {
+    try {
+      segment = std::make_unique<shm::ArgSegment>(args.data(), args.size(), spec.count);
+    } catch (const std::exception& e) {
+      log().warn("client: a chunk's arguments travel inline: {}", e.what());
+    }
+  }
+  zmq::message_t& frame =
+      submits.add(spec, segment ? segment->frame() : proto::to_frame(std::move(args)));
+  keep(spec, frame, std::move(segment));
+}
+
+void Session::keep(const proto::ChunkSpec& spec, zmq::message_t& args,
+                   std::unique_ptr<shm::ArgSegment> segment) {
+  if (!keep_sent_ && !segment) return;
   SentChunk& c = sent_[{spec.job, spec.seq}];
   c.spec = spec;
   c.args.copy(args);  // refcounted: shares the buffer
   c.remaining = spec.count;
+  c.segment = std::move(segment);
 }
 
 // `fresh` new outcomes arrived for tasks of `job` from `seq` on: they lie inside one sent
@@ -358,11 +384,15 @@ void Session::deliver(proto::Message& m) {
   if (m.cmd != proto::Cmd::result) return;
   // An unreadable header names no task: the message is dropped (the caller logs it).
   const auto specs = proto::decode<std::vector<proto::ResultSpec>>(m);
+  if (shared_.threshold > 0) map_shared(m, specs);
   std::uint64_t settled = 0;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const proto::ResultSpec& spec = specs[i];
     auto it = jobs_.find(spec.job);
-    if (it == jobs_.end()) continue;  // forgotten, or failed by terminate
+    if (it == jobs_.end()) {  // forgotten, or failed by terminate
+      if (!keep_sent_ && !sent_.empty()) answered(spec.job, spec.seq, spec.count);  // its memory
+      continue;
+    }
     JobRec& rec = it->second;
     std::uint32_t fresh = 0;
     try {
@@ -378,15 +408,39 @@ void Session::deliver(proto::Message& m) {
       rec.job->fail(WireError{ErrorCode::serialization, "",
                               "a result could not be delivered: " + cause.message, "", ""});
       settled += drop_job(spec.job);
+      if (!keep_sent_ && !sent_.empty()) answered(spec.job, spec.seq, spec.count);
       continue;
     }
-    if (keep_sent_) answered(spec.job, spec.seq, fresh);
+    if (!sent_.empty()) answered(spec.job, spec.seq, fresh);
     rec.outstanding -= std::min<std::uint64_t>(rec.outstanding, fresh);
     settled += fresh;
     if (rec.last && rec.outstanding == 0) jobs_.erase(it);
   }
   open_jobs_.store(jobs_.size(), std::memory_order_relaxed);
   settle(settled);
+}
+
+// Values that came through an executor's shared memory are mapped in place of their Ref
+// before anything reads them: every Ref, whether its job still waits or not, so that
+// each segment goes back to its executor. An executor gone before its values were mapped
+// (killed just after it answered) took them with it: those tasks fail.
+void Session::map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs) const {
+  for (std::size_t i = 0; i < specs.size() && 2 * i + 1 < m.frames.size(); ++i) {
+    zmq::message_t& values = m.frames[2 * i + 1];
+    if (!shm::is_values_ref(values)) continue;
+    try {
+      values = shm::map_values(values, shared_.max_message);
+    } catch (const std::exception& e) {
+      std::vector<zmq::message_t> failed;
+      proto::fail_frames(
+          specs[i].count,
+          WireError{ErrorCode::worker_lost, "",
+                    std::string("worker process lost with its results: ") + e.what(), "", ""},
+          failed);
+      m.frames[2 * i] = std::move(failed[0]);
+      values = std::move(failed[1]);
+    }
+  }
 }
 
 std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,

@@ -22,6 +22,7 @@
 #include "broker/local_client.hpp"
 #include "common/curve.hpp"
 #include "common/protocol.hpp"
+#include "common/shm.hpp"
 #include "mqpool/detail/job.hpp"
 
 namespace mqpool::detail {
@@ -34,13 +35,21 @@ class SubmitBuilder;
 std::uint32_t deliver_chunk(Job& job, const proto::ResultSpec& spec,
                             const zmq::message_t& errors_frame, const zmq::message_t& values_frame);
 
+// Local pools: chunks of arguments from `threshold` bytes (0: none) up to `max_message`
+// travel through shared memory, and so may values (common/shm.hpp).
+struct SharedMemoryLimits {
+  std::int64_t threshold = 0;
+  std::int64_t max_message = 0;
+};
+
 class Session final : public broker::LocalClient {
  public:
   // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
   // executors count chunks for maxtasksperchild: each call must count). `keep_sent`:
   // every chunk sent is kept until all its outcomes are in, so that it can be sent
   // again to a broker that lost it (a cluster pool; a local broker cannot lose work).
-  Session(std::uint32_t max_retries, bool coalesce, bool keep_sent = false);
+  Session(std::uint32_t max_retries, bool coalesce, bool keep_sent = false,
+          SharedMemoryLimits shared = {});
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -82,7 +91,7 @@ class Session final : public broker::LocalClient {
   // ones included, fails with `e`, and from now on submit() throws PoolStateError with
   // its message. Called on the driver's thread, as its last act.
   void break_down(const WireError& e);
-  // Chunks kept for resubmission (keep_sent only).
+  // Chunks kept for resubmission (keep_sent), or for their shared memory.
   std::size_t unanswered() const { return sent_.size(); }
   // Jobs the session holds a record of, as of the driver's last turn. Thread-safe.
   std::size_t open_jobs() const { return open_jobs_.load(std::memory_order_relaxed); }
@@ -105,11 +114,13 @@ class Session final : public broker::LocalClient {
   };
 
   // A whole job of one task without a time limit: it may travel in a coalesced batch.
-  // A chunk sent to the broker and not yet answered in full (keep_sent only).
+  // A chunk sent to the broker and not yet answered in full: kept for resubmission
+  // (keep_sent), or for the shared memory that holds its arguments (a local pool).
   struct SentChunk {
     proto::ChunkSpec spec;
     zmq::message_t args;      // shares the sent frame's buffer
     std::uint32_t remaining;  // tasks without an outcome
+    std::unique_ptr<shm::ArgSegment> segment;
   };
 
   static bool single(const Op& op);
@@ -119,7 +130,10 @@ class Session final : public broker::LocalClient {
   void take_submit(Op& op, SubmitBuilder& submits);
   void take_fail_all(const WireError& e, std::vector<proto::Message>& out);
   std::uint64_t drop_job(std::uint64_t job_id);
-  void keep(const proto::ChunkSpec& spec, zmq::message_t& args);
+  void add_chunk(SubmitBuilder& submits, const proto::ChunkSpec& spec, Buffer&& args);
+  void keep(const proto::ChunkSpec& spec, zmq::message_t& args,
+            std::unique_ptr<shm::ArgSegment> segment);
+  void map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs) const;
   void answered(std::uint64_t job, std::uint64_t seq, std::uint32_t fresh);
 
   int wake_fd_ = -1;
@@ -130,6 +144,7 @@ class Session final : public broker::LocalClient {
   std::vector<Op> ops_taken_;                       // the driver only (see above)
   std::uint64_t next_batch_ = 0;                    // the driver only (see above)
   bool keep_sent_;
+  SharedMemoryLimits shared_;
   // By job and first seq; the driver only (see above).
   std::map<std::pair<std::uint64_t, std::uint64_t>, SentChunk> sent_;
 

@@ -6,7 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <new>
+#include <utility>
+#include <vector>
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25  // Linux 6.1; glibc 2.36's headers do not name it yet
@@ -32,10 +35,58 @@ char* map_huge(std::size_t bytes) {
   return reinterpret_cast<char*>(aligned);
 }
 
+// Large mappings freed lately, kept for the next large buffers: memory the kernel hands
+// out fresh is zeroed first, which costs more than the copy that fills it, and large
+// payloads come one after another (a map's chunks, an executor's results). Freed on any
+// thread (ZeroMQ's I/O thread frees sent frames), hence the lock.
+class Recycled {
+ public:
+  static constexpr std::size_t kMaxBytes = std::size_t{64} << 20;
+
+  // A kept mapping of at least `capacity` bytes and at most twice that, or nullptr.
+  char* take(std::size_t& capacity) {
+    const std::lock_guard lock(mutex_);
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->second < capacity || it->second > 2 * capacity) continue;
+      char* p = it->first;
+      capacity = it->second;
+      bytes_ -= capacity;
+      kept_.erase(it);
+      return p;
+    }
+    return nullptr;
+  }
+  // Keeps the mapping, or unmaps it when the cache is full.
+  void give(char* p, std::size_t capacity) noexcept {
+    {
+      const std::lock_guard lock(mutex_);
+      if (bytes_ + capacity <= kMaxBytes && kept_.size() < kept_.capacity()) {
+        kept_.emplace_back(p, capacity);
+        bytes_ += capacity;
+        return;
+      }
+    }
+    munmap(p, capacity);
+  }
+  Recycled() { kept_.reserve(16); }  // give() never allocates
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<char*, std::size_t>> kept_;
+  std::size_t bytes_ = 0;
+};
+
+// Never destroyed: buffers may be freed while the process exits.
+Recycled& recycled() {
+  static auto* r = new Recycled;
+  return *r;
+}
+
 // Returns the capacity actually reserved (whole huge pages for large buffers).
 char* allocate(std::size_t& capacity) {
   if (capacity >= Buffer::kHugeFrom) {
     capacity = round_up(capacity, kHugePage);
+    if (char* p = recycled().take(capacity)) return p;
     return map_huge(capacity);
   }
   capacity = std::max<std::size_t>(capacity, 64);
@@ -48,7 +99,7 @@ char* allocate(std::size_t& capacity) {
 void free_own(void* data, std::size_t capacity) noexcept {
   if (data == nullptr) return;
   if (capacity >= Buffer::kHugeFrom)
-    munmap(data, capacity);
+    recycled().give(static_cast<char*>(data), capacity);
   else
     std::free(data);
 }

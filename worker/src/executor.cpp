@@ -15,6 +15,7 @@
 #include "common/host.hpp"
 #include "common/log.hpp"
 #include "common/protocol.hpp"
+#include "common/shm.hpp"
 #include "mqpool/registry.hpp"
 #include "worker/agent.hpp"
 
@@ -22,13 +23,46 @@ namespace mqpool::worker {
 
 namespace {
 
+// Local pools only (common/shm.hpp): large arguments arrive as Refs into the client's
+// memory, and large values go back through this executor's own segments.
+struct SharedMemory {
+  pid_t client = 0;  // 0: a cluster executor, and everything travels inline
+  std::int64_t threshold = 0;
+  std::int64_t max_message = 0;
+  shm::ResultSegments values;
+};
+
+// The chunk's arguments, mapped from the client's memory when they come as Refs (into
+// `mapped`); nothing, its tasks failed into `frames`, when the Refs do not check out.
+const zmq::message_t* arguments(const proto::TaskSpec& spec, const zmq::message_t& args,
+                                SharedMemory& shared, zmq::message_t& mapped,
+                                std::vector<zmq::message_t>& frames) {
+  if (shared.client == 0 || !shm::is_args_ref(args)) return &args;
+  try {
+    mapped = shm::map_args(args, shared.client, shared.max_message);
+    return &mapped;
+  } catch (const SerializationError& e) {
+    proto::fail_frames(
+        spec.count,
+        WireError{ErrorCode::serialization, "mqpool::SerializationError",
+                  std::string("task '") + spec.fn + "': " + e.what(), spec.fn, detail::host_pid()},
+        frames);
+    return nullptr;
+  }
+}
+
 // Runs one chunk; outcomes go to `frames` as (errors, values).
-void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
-             const std::optional<WireError>& init_error, std::vector<zmq::message_t>& frames) {
+void run_one(const proto::TaskSpec& spec, const zmq::message_t& frame,
+             const std::optional<WireError>& init_error, SharedMemory& shared,
+             std::vector<zmq::message_t>& frames) {
   if (init_error) {
     proto::fail_frames(spec.count, *init_error, frames);
     return;
   }
+  zmq::message_t mapped;
+  const zmq::message_t* in = arguments(spec, frame, shared, mapped, frames);
+  if (in == nullptr) return;
+  const zmq::message_t& args = *in;
   const detail::TaskEntry* entry = detail::Registry::instance().find(spec.fn);
   if (entry == nullptr) {
     proto::fail_frames(
@@ -47,7 +81,11 @@ void run_one(const proto::TaskSpec& spec, const zmq::message_t& args,
   if (out.errors.empty() && !reader.at_end())
     detail::log().warn("executor: task chunk for '{}' has trailing bytes; ignored", spec.fn);
   frames.push_back(proto::encode_errors(out.errors));
-  frames.push_back(proto::to_frame(std::move(out.values)));
+  std::optional<zmq::message_t> lent;
+  if (shared.client != 0 && static_cast<std::int64_t>(out.values.size()) >= shared.threshold &&
+      static_cast<std::int64_t>(out.values.size()) <= shared.max_message)
+    lent = shared.values.lend(out.values);
+  frames.push_back(lent ? std::move(*lent) : proto::to_frame(std::move(out.values)));
 }
 
 // The signals the main thread handles (restore_signals): SIGTERM from a draining agent,
@@ -257,7 +295,7 @@ void fail_task(const std::vector<proto::TaskSpec>& specs, std::size_t frames,
 // decode: see serve() for what the executor does then.
 std::optional<proto::Message> run_task(const proto::Message& task,
                                        const std::optional<WireError>& init_error,
-                                       std::size_t& chunks) {
+                                       SharedMemory& shared, std::size_t& chunks) {
   std::vector<proto::TaskSpec> specs;
   try {
     specs = proto::decode<std::vector<proto::TaskSpec>>(task);
@@ -277,7 +315,7 @@ std::optional<proto::Message> run_task(const proto::Message& task,
     fail_task(specs, task.frames.size(), done.frames);
   else
     for (std::size_t i = 0; i < specs.size(); ++i)
-      run_one(specs[i], task.frames[i], init_error, done.frames);
+      run_one(specs[i], task.frames[i], init_error, shared, done.frames);
   chunks = specs.size();
   return done;
 }
@@ -285,7 +323,8 @@ std::optional<proto::Message> run_task(const proto::Message& task,
 // Answers TASKs until maxtasksperchild chunks are done, SIGTERM/SIGINT, or a fault;
 // returns the exit code.
 int serve(zmq::socket_t& sock, Heartbeat& heartbeat, const proto::Ready& ready,
-          const AgentOptions& options, const std::optional<WireError>& init_error) {
+          const AgentOptions& options, const std::optional<WireError>& init_error,
+          SharedMemory& shared) {
   const std::size_t max = static_cast<std::size_t>(std::max(options.maxtasksperchild, 0));
   std::size_t chunks_done = 0;
   proto::Receiver receiver("executor", "the broker");
@@ -308,7 +347,7 @@ int serve(zmq::socket_t& sock, Heartbeat& heartbeat, const proto::Ready& ready,
     if (!m || m->cmd != proto::Cmd::task) continue;
     if (g_leave != 0) break;  // told to leave: this TASK goes back with the planned exit
     std::size_t chunks = 0;
-    std::optional<proto::Message> done = run_task(*m, init_error, chunks);
+    std::optional<proto::Message> done = run_task(*m, init_error, shared, chunks);
     // A header that does not decode names no chunk this executor could answer for: ids
     // picked out of bytes that are otherwise wrong may name another executor's chunk, or
     // a queued one, and the broker takes a DONE for any chunk it holds. Nor would a
@@ -361,7 +400,15 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     Heartbeat heartbeat(ctx, options, proto::executor_id(agent, pid));
     // Wake at least once per heartbeat interval to see heartbeat.lost().
     sock.set(zmq::sockopt::rcvtimeo, static_cast<int>(options.heartbeat_ms));
-    code = serve(sock, heartbeat, ready, options, init_error);
+    SharedMemory shared{options.shared_memory_threshold > 0 ? options.client_pid : 0,
+                        options.shared_memory_threshold,
+                        options.max_message,
+                        {}};
+    code = serve(sock, heartbeat, ready, options, init_error, shared);
+    // The client maps the last values it got from here after this process has sent them:
+    // their segments must outlive that (for no longer than the broker would wait for a
+    // silent executor).
+    shared.values.wait_returned(std::chrono::milliseconds(options.heartbeat_ms) * options.liveness);
     // Leaving scope flushes the last DONE (linger) before the context closes.
   }
   _exit(code);

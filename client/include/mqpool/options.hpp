@@ -36,6 +36,10 @@ struct PoolOptions {
   // The largest frame (one chunk's arguments or outcomes) this pool's sockets take from
   // a peer, in bytes (ZMQ_MAXMSGSIZE; 64 KiB to 1 TiB). The broker's default is the same.
   std::int64_t max_message = std::int64_t{256} << 20;
+  // Local pools: a chunk's arguments or results of at least this many bytes travel
+  // through shared memory (a memfd both processes map) instead of being copied through
+  // sockets; 0 = never. Cluster pools ignore it: across hosts everything travels inline.
+  std::int64_t shared_memory_threshold = std::int64_t{256} << 10;
 };
 
 template <class R>

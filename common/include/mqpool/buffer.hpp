@@ -126,7 +126,9 @@ void reserve_to_fill(C& c, std::size_t n) {
     return;
   }
   c.reserve(huge_capacity(n * kSize) / kSize);
-  prefer_huge_pages(c.data(), c.capacity() * kSize);
+  // Only the bytes to be filled: a huge page that they would barely enter is zeroed
+  // whole when touched, for a few bytes.
+  prefer_huge_pages(c.data(), n * kSize);
 }
 
 }  // namespace mqpool::detail

@@ -1,6 +1,8 @@
 // The worker agent (a forkserver) and the executor loop it forks.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -28,6 +30,10 @@ struct AgentOptions {
   // handed back to the broker (`mqpool worker --grace`).
   std::chrono::milliseconds grace{10000};
   std::int64_t max_message = proto::kDefaultMaxMessage;  // every socket's ZMQ_MAXMSGSIZE
+  // Local pools: the client's pid, and the size from which arguments and values travel
+  // through shared memory (common/shm.hpp). 0 and 0 for a cluster worker: all inline.
+  pid_t client_pid = 0;
+  std::int64_t shared_memory_threshold = 0;
 };
 
 // Runs the agent: forks `processes` executors, reports each one's exit to the broker at
