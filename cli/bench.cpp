@@ -91,9 +91,33 @@ double burn_or_die(const LossInput& in) {
   return spun;
 }
 
+// One blocker of apply_async_memory: says it has started (the file started-INDEX in
+// `dir`), then waits until dir/release exists, so that its worker takes nothing else
+// meanwhile. It gives up once `dir` is gone: a bench that failed has removed it, and a
+// cluster's worker must not wait for ever. False if it could not say it had started.
+struct HoldInput {
+  std::string dir;
+  std::int64_t index = 0;
+  MSGPACK_DEFINE(dir, index)
+};
+
+bool hold(const HoldInput& in) {
+  const std::string started = in.dir + "/started-" + std::to_string(in.index);
+  const int fd = ::open(started.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  const std::string release = in.dir + "/release";
+  while (::access(release.c_str(), F_OK) != 0) {
+    if (::access(in.dir.c_str(), F_OK) != 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
 }  // namespace
 
 MQPOOL_TASK_AS(square, "bench.square");
+MQPOOL_TASK_AS(hold, "bench.hold");
 MQPOOL_TASK_AS(burn, "bench.burn");
 MQPOOL_TASK_AS(echo, "bench.echo");
 MQPOOL_TASK_AS(burn_or_die, "bench.burn_or_die");
@@ -120,6 +144,7 @@ struct Sizes {
   std::int64_t n_lazy = 10'000'000;
   int lazy_chunksize = 1000;   // chunksize 1 would measure imap_chunk1's rate, not memory
   std::int64_t n_loss = 2000;  // worker_loss_map: burn(1) tasks
+  std::int64_t n_outstanding = 1'000'000;  // apply_async_memory: calls outstanding at once
 };
 
 Sizes quick_sizes() {
@@ -130,7 +155,8 @@ Sizes quick_sizes() {
                .n_burn = 20,
                .n_payload = 8,
                .n_lazy = 500'000,
-               .n_loss = 400};
+               .n_loss = 400,
+               .n_outstanding = 50'000};
 }
 
 Sizes bench_sizes(const BenchOptions& opts) {
@@ -343,6 +369,28 @@ void run_imap_lazy_rss(Context& c) {
        {{"n", n}, {"chunksize", std::int64_t{chunksize}}, {"procs", c.procs}});
 }
 
+// A fresh directory /tmp/mqpool-bench-WHAT-XXXXXX for the marker files through which
+// tasks and the bench signal each other; removed with everything in it on every path.
+class TempDir {
+ public:
+  explicit TempDir(std::string_view what) {
+    std::string name = "/tmp/mqpool-bench-" + std::string(what) + "-XXXXXX";
+    if (::mkdtemp(name.data()) == nullptr)
+      throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
+    path_ = std::move(name);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // map(burn(1)) over n inputs, automatic chunksize: timed as it is, then again with the
 // task at index n/2 SIGKILLing its own worker process (on its first try only: a marker
 // file), which the pool must absorb (retry, replacement). Both runs use the same task
@@ -355,17 +403,8 @@ void run_worker_loss_map(Context& c) {
   constexpr int kPairs = 3;
   // Markers no earlier run can have made. On a cluster the workers must share this /tmp
   // (one host): otherwise no kill happens, and the check below fails the workload.
-  char dir_template[] = "/tmp/mqpool-bench-loss-XXXXXX";
-  if (::mkdtemp(dir_template) == nullptr)
-    throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-  const std::string dir = dir_template;
-  struct Cleanup {
-    const std::string& path;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(path, ec);
-    }
-  } cleanup{dir};
+  const TempDir tmp("loss");
+  const std::string& dir = tmp.path();
 
   auto timed_map = [&](const std::string& marker) {
     std::vector<LossInput> in(static_cast<std::size_t>(n), LossInput{kMs, ""});
@@ -393,10 +432,73 @@ void run_worker_loss_map(Context& c) {
        {{"n", n}, {"ms", kMs}, {"procs", c.procs}, {"pairs", std::int64_t{kPairs}}});
 }
 
+// The process's resident memory now (not its peak), in bytes.
+std::int64_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::int64_t size = 0, resident = -1;
+  statm >> size >> resident;
+  if (resident < 0) throw std::runtime_error("cannot read /proc/self/statm");
+  return resident * static_cast<std::int64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// Blocks until every file in `paths` exists; throws if one does not within `timeout`.
+void wait_for_files(const std::vector<std::string>& paths, std::chrono::seconds timeout,
+                    const std::string& what) {
+  const auto deadline = Clock::now() + timeout;
+  for (const auto& p : paths) {
+    while (::access(p.c_str(), F_OK) != 0) {
+      if (Clock::now() > deadline)
+        throw std::runtime_error(what + " within " + std::to_string(timeout.count()) + " s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+}
+
+void create_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
+  ::close(fd);
+}
+
+// The client's memory per outstanding apply_async: every worker is first held busy by a
+// bench.hold call, so that the n apply_async(square, i) calls that follow all stay
+// outstanding; the growth of the client's resident memory over those n calls, handles
+// included, divided by n, is the figure. Then the holders are released and every result
+// checked. An executor the bench does not know of (a cluster with more executors than
+// --processes) would answer calls early and make the figure too small: that fails the
+// workload.
+void run_apply_async_memory(Context& c) {
+  const auto n = c.sizes.n_outstanding;
+  const TempDir tmp("memory");
+  std::vector<AsyncResult<bool>> holders;
+  std::vector<std::string> started;
+  for (std::int64_t k = 0; k < c.procs; ++k) {
+    holders.push_back(c.pool.apply_async(hold, HoldInput{tmp.path(), k}));
+    started.push_back(tmp.path() + "/started-" + std::to_string(k));
+  }
+  wait_for_files(started, std::chrono::seconds(30), "not every worker took a holding call");
+  const std::int64_t before = resident_bytes();
+  std::vector<AsyncResult<std::int64_t>> results;
+  for (std::int64_t i = 0; i < n; ++i) results.push_back(c.pool.apply_async(square, i));
+  const std::int64_t after = resident_bytes();
+  const auto answered = std::ranges::count_if(results, [](const auto& r) { return r.ready(); });
+  create_file(tmp.path() + "/release");
+  for (auto& h : holders) check(h.get(), "a holding call could not say it had started");
+  if (answered != 0)
+    throw std::runtime_error(std::to_string(answered) +
+                             " calls were answered while every worker should have been held "
+                             "(more executors than --processes?)");
+  bool ok = true;
+  for (std::int64_t i = 0; i < n; ++i) ok &= results[i].get() == i * i;
+  check(ok, "apply_async returned a wrong square");
+  emit(c, "apply_async_memory", static_cast<double>(after - before) / static_cast<double>(n),
+       "B/call", {{"n", n}, {"procs", c.procs}});
+}
+
 struct Workload {
   std::string_view name;  // as selected on the command line
   void (*run)(Context&);
-  bool own_process;  // measures the process's peak memory: runs in a fresh process
+  bool own_process;  // measures the process's memory: runs in a fresh process
   bool cluster;      // runs on LocalCluster's pool; "cluster_" + the workload `run` prints
 };
 
@@ -415,6 +517,7 @@ constexpr Workload kWorkloads[] = {
     {"cpu_efficiency", run_cpu_efficiency, false, false},
     {"payload_echo", run_payload_echo, false, false},
     {"worker_loss_map", run_worker_loss_map, false, false},
+    {"apply_async_memory", run_apply_async_memory, true, false},
     {"cluster_apply_async_tiny", run_apply_async_tiny, false, true},
     {"cluster_map_tiny", run_map_tiny, false, true},
 };
@@ -453,7 +556,7 @@ std::variant<std::vector<const Workload*>, std::string> select_workloads(
   return selected;
 }
 
-// ---- child processes: the fresh process of imap_lazy_rss, LocalCluster's broker and agent ----
+// ---- child processes: the memory workloads' own, LocalCluster's broker and agent ----
 
 // Starts this executable as `args[0] args[1]...` (args[0]: the name it sees) and returns its
 // pid. Its stdout is `stdout_fd`, or ours when -1; its stdin and stderr are ours; it

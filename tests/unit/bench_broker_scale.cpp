@@ -1,12 +1,15 @@
-// BrokerCore at scale (issue 4, item 3): 1,000 and 10,000 simulated executors, 100
-// clients, every TASK answered with a DONE. Prints the dispatch rate and the broker's
-// cost per dispatched chunk; exits non-zero only if a chunk got no RESULT or more than
-// one (the figures are never pass/fail).
+// BrokerCore at scale (issue 4, item 3; issue 15, item 5): a grid of simulated executor
+// and client counts, every TASK answered with a DONE. Prints the dispatch rate and the
+// broker's cost per dispatched chunk for each cell, then that cost as one table per
+// scenario (executors down, clients across); exits non-zero only if a chunk got no
+// RESULT or more than one (the figures are never pass/fail).
 //
-//   bench_broker_scale [--executors 1000,10000] [--clients 100] [--chunks 200000]
-//                      [--batch 100] [--credit 2]
+//   bench_broker_scale [--executors 10,100,1000,10000] [--clients 1,10,100,1000]
+//                      [--chunks 200000] [--batch 100] [--credit 2]
 //
-// Two scenarios per executor count, both with single-task chunks:
+// Clients submit in turn, a SUBMIT of `batch` chunks at a time; with more clients than
+// chunks / batch the SUBMITs are smaller, so that every client has work.
+// Two scenarios per cell, both with single-task chunks:
 //   steady  clients submit a batch at a time and executors answer at once: a shallow
 //           queue and mostly idle executors (the ready-list's idle bucket is hot);
 //   deep    every chunk is submitted first, then executors answer one TASK at a time:
@@ -37,8 +40,8 @@ using mqpool::broker::TimePoint;
 using proto::Cmd;
 
 struct Options {
-  std::vector<std::size_t> executors{1000, 10000};
-  std::size_t clients = 100;
+  std::vector<std::size_t> executors{10, 100, 1000, 10000};
+  std::vector<std::size_t> clients{1, 10, 100, 1000};
   std::size_t chunks = 200000;
   std::size_t batch = 100;
   std::uint32_t credit = 2;
@@ -52,12 +55,15 @@ struct Figures {
 
 class Simulation {
  public:
-  Simulation(const Options& o, std::size_t executors, std::uint32_t max_bundle)
-      : o_(o), next_seq_(o.clients, 0), seen_(o.clients) {
-    for (std::size_t c = 0; c < o.clients; ++c) {
+  Simulation(const Options& o, std::size_t clients, std::size_t executors, std::uint32_t max_bundle)
+      : o_(o),
+        clients_(clients),
+        batch_(std::clamp<std::size_t>(o.chunks / clients, 1, o.batch)),
+        next_seq_(clients, 0),
+        seen_(clients) {
+    for (std::size_t c = 0; c < clients; ++c) {
       client_ids_.push_back("client-" + std::to_string(c));
       client_index_[client_ids_.back()] = c;
-      seen_[c].assign(o.chunks / o.clients + 1, 0);
       core_.on_client(
           proto::make(Cmd::hello, proto::Hello{c, client_ids_.back(), 1000, 3}, client_ids_.back()),
           now_);
@@ -103,7 +109,8 @@ class Simulation {
         round.swap(pending_);
         for (auto& m : round) answer(m);
         drain();
-        if (submitted_ >= o_.chunks && f_.results + pending_.size() == before) {
+        if (submitted_ >= o_.chunks && f_.results < o_.chunks &&
+            f_.results + pending_.size() == before) {
           f_.errors.push_back("stalled with " + std::to_string(o_.chunks - f_.results) +
                               " chunks left");
           break;
@@ -125,15 +132,16 @@ class Simulation {
   }
 
   void submit_batch() {
-    const std::size_t c = next_client_++ % o_.clients;
+    const std::size_t c = next_client_++ % clients_;
     std::vector<proto::ChunkSpec> specs;
     std::vector<zmq::message_t> frames;
-    for (std::size_t i = 0; i < o_.batch && submitted_ < o_.chunks; ++i, ++submitted_) {
+    for (std::size_t i = 0; i < batch_ && submitted_ < o_.chunks; ++i, ++submitted_) {
       const std::uint64_t seq = next_seq_[c]++;
       specs.push_back(proto::ChunkSpec{0, seq, 1, "fn", 0, 3});
       const unsigned char args[] = {0x91, static_cast<unsigned char>(seq & 0x7f)};  // (seq % 128,)
       frames.emplace_back(args, sizeof args);
     }
+    seen_[c].resize(next_seq_[c], 0);
     proto::Message m = proto::make(Cmd::submit, specs, client_ids_[c]);
     m.frames = std::move(frames);
     timed([&] { core_.on_client(std::move(m), now_); });
@@ -188,7 +196,7 @@ class Simulation {
   }
 
   void check() {
-    for (std::size_t c = 0; c < o_.clients; ++c)
+    for (std::size_t c = 0; c < clients_; ++c)
       for (std::uint64_t s = 0; s < next_seq_[c]; ++s)
         if (seen_[c][s] != 1)
           error(client_ids_[c] + " seq " + std::to_string(s) + ": " +
@@ -204,6 +212,8 @@ class Simulation {
   }
 
   const Options& o_;
+  std::size_t clients_;
+  std::size_t batch_;  // chunks per SUBMIT
   BrokerCore core_;
   TimePoint now_ = TimePoint{} + std::chrono::hours(1);
   Clock::duration broker_{};
@@ -233,7 +243,7 @@ bool parse(int argc, char** argv, Options& o) {
     if (k == "--executors")
       o.executors = parse_list(v);
     else if (k == "--clients")
-      o.clients = std::strtoull(v, nullptr, 10);
+      o.clients = parse_list(v);
     else if (k == "--chunks")
       o.chunks = std::strtoull(v, nullptr, 10);
     else if (k == "--batch")
@@ -243,7 +253,58 @@ bool parse(int argc, char** argv, Options& o) {
     else
       return false;
   }
-  return argc % 2 == 1 && o.clients > 0 && o.batch > 0 && !o.executors.empty();
+  const auto positive = [](const std::vector<std::size_t>& l) {
+    return !l.empty() && std::ranges::all_of(l, [](std::size_t n) { return n > 0; });
+  };
+  return argc % 2 == 1 && o.batch > 0 && o.chunks > 0 && positive(o.clients) &&
+         positive(o.executors);
+}
+
+// One scenario of one cell: which, and the broker's cost per dispatched chunk.
+struct Cell {
+  std::size_t clients, executors;
+  bool deep;
+  std::uint32_t max_bundle;
+  double ns_per_chunk;
+};
+
+// Runs one scenario of one cell and prints its row; counts its errors into `failures`.
+Cell run_cell(const Options& o, std::size_t clients, std::size_t executors, bool deep,
+              std::uint32_t max_bundle, int& failures) {
+  Simulation sim(o, clients, executors, max_bundle);
+  const Figures f = sim.run(deep);
+  const double per_task_msg =
+      f.task_messages ? double(f.dispatched) / double(f.task_messages) : 0.0;
+  const double ns = f.dispatched ? f.broker_s * 1e9 / double(f.dispatched) : 0.0;
+  std::printf("%9zu %7zu %-7s %10u %9zu %11.2f %10.3f %12.0f %11.0f\n", executors, clients,
+              deep ? "deep" : "steady", max_bundle, f.task_messages, per_task_msg, f.broker_s,
+              f.broker_s > 0 ? double(f.dispatched) / f.broker_s : 0.0, ns);
+  std::fflush(stdout);
+  for (const auto& e : f.errors) {
+    std::printf("  ERROR: %s\n", e.c_str());
+    ++failures;
+  }
+  return Cell{clients, executors, deep, max_bundle, ns};
+}
+
+// ns per chunk of one scenario: a row per executor count, a column per client count.
+void print_grid(const Options& o, const std::vector<Cell>& cells, bool deep,
+                std::uint32_t max_bundle) {
+  std::printf("\nns per chunk, %s queue, max_bundle %u (executors down, clients across)\n",
+              deep ? "deep" : "steady", max_bundle);
+  std::printf("%9s", "");
+  for (std::size_t c : o.clients) std::printf(" %9zu", c);
+  std::printf("\n");
+  for (std::size_t e : o.executors) {
+    std::printf("%9zu", e);
+    for (std::size_t c : o.clients) {
+      const auto it = std::ranges::find_if(cells, [&](const Cell& x) {
+        return x.clients == c && x.executors == e && x.deep == deep && x.max_bundle == max_bundle;
+      });
+      std::printf(" %9.0f", it == cells.end() ? 0.0 : it->ns_per_chunk);
+    }
+    std::printf("\n");
+  }
 }
 
 }  // namespace
@@ -251,36 +312,26 @@ bool parse(int argc, char** argv, Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) {
-    std::fprintf(
-        stderr, "usage: %s [--executors N,M] [--clients N] [--chunks N] [--batch N] [--credit N]\n",
-        argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--executors N,M,...] [--clients N,M,...] [--chunks N] [--batch N] "
+                 "[--credit N]\n",
+                 argv[0]);
     return 2;
   }
   std::printf(
-      "BrokerCore dispatch: %zu single-task chunks from %zu clients, SUBMIT batches of %zu, "
-      "credit %u\n\n",
-      o.chunks, o.clients, o.batch, o.credit);
-  std::printf("%9s %-7s %10s %9s %11s %10s %12s %11s\n", "executors", "queue", "max_bundle",
-              "TASK msgs", "chunks/TASK", "broker s", "chunks/s", "ns/chunk");
+      "BrokerCore dispatch: %zu single-task chunks, SUBMIT batches of up to %zu, credit %u\n\n",
+      o.chunks, o.batch, o.credit);
+  std::printf("%9s %7s %-7s %10s %9s %11s %10s %12s %11s\n", "executors", "clients", "queue",
+              "max_bundle", "TASK msgs", "chunks/TASK", "broker s", "chunks/s", "ns/chunk");
   int failures = 0;
-  for (std::size_t n : o.executors) {
-    for (bool deep : {false, true}) {
-      for (std::uint32_t max_bundle : {1u, 0u}) {
-        Simulation sim(o, n, max_bundle);
-        const Figures f = sim.run(deep);
-        const double per_task_msg =
-            f.task_messages ? double(f.dispatched) / double(f.task_messages) : 0.0;
-        std::printf("%9zu %-7s %10u %9zu %11.2f %10.3f %12.0f %11.0f\n", n,
-                    deep ? "deep" : "steady", max_bundle, f.task_messages, per_task_msg, f.broker_s,
-                    f.broker_s > 0 ? double(f.dispatched) / f.broker_s : 0.0,
-                    f.dispatched ? f.broker_s * 1e9 / double(f.dispatched) : 0.0);
-        for (const auto& e : f.errors) {
-          std::printf("  ERROR: %s\n", e.c_str());
-          ++failures;
-        }
-      }
-    }
-  }
+  std::vector<Cell> cells;
+  for (std::size_t c : o.clients)
+    for (std::size_t n : o.executors)
+      for (bool deep : {false, true})
+        for (std::uint32_t max_bundle : {1u, 0u})
+          cells.push_back(run_cell(o, c, n, deep, max_bundle, failures));
+  for (bool deep : {false, true})
+    for (std::uint32_t max_bundle : {1u, 0u}) print_grid(o, cells, deep, max_bundle);
   std::printf("\n%s\n", failures == 0 ? "every chunk got exactly one RESULT" : "FAILED");
   return failures == 0 ? 0 : 1;
 }
