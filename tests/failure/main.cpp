@@ -15,6 +15,7 @@
 #include <mqpool/mqpool.hpp>
 #include <mqpool/worker.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -28,15 +29,22 @@ namespace {
 // both have started it writes "<client> <agent> <executor> <executor>" to <dir>/ready
 // and waits to be killed. Exit codes: 3 = the tasks did not start in time, 4 = nobody
 // killed it within two minutes.
-int orphan_client(const std::string& dir) {
+// With `big`, the running tasks take a large argument (through shared memory).
+int orphan_client(const std::string& dir, bool big) {
   // The pool's socket folder goes under <dir>/tmp, where the test looks for leftovers.
   const std::string tmp = dir + "/tmp";
   if (::mkdir(tmp.c_str(), 0700) != 0 || ::setenv("TMPDIR", tmp.c_str(), 1) != 0) std::_Exit(5);
   mqpool::Pool pool(2);
   std::vector<mqpool::AsyncResult<std::int64_t>> running;
-  for (int i = 0; i < 2; ++i)
-    running.push_back(pool.apply_async(pid_then_wait, dir + "/exec-" + std::to_string(i),
-                                       dir + "/never", std::int64_t{120000}));
+  for (int i = 0; i < 2; ++i) {
+    const std::string pid_path = dir + "/exec-" + std::to_string(i);
+    if (big)
+      running.push_back(pool.apply_async(bytes_then_wait, pid_path, dir + "/never",
+                                         std::int64_t{120000}, pattern_bytes(1 << 20, i)));
+    else
+      running.push_back(
+          pool.apply_async(pid_then_wait, pid_path, dir + "/never", std::int64_t{120000}));
+  }
   // Queued behind them: the broker holds work for the dead client too.
   for (int i = 2; i < 4; ++i)
     running.push_back(pool.apply_async(pid_then_wait, dir + "/exec-" + std::to_string(i),
@@ -136,7 +144,8 @@ int main(int argc, char** argv) {
   if (const char* scenario = std::getenv("MQPOOL_FAILURE_SCENARIO")) {
     const char* dir = std::getenv("MQPOOL_FAILURE_DIR");
     const std::string role = scenario;
-    if (role == "orphan_client" && dir != nullptr) return ftest::orphan_client(dir);
+    if (role == "orphan_client" && dir != nullptr)
+      return ftest::orphan_client(dir, argc == 2 && std::string_view(argv[1]) == "big");
     if (role == "cluster_client" && dir != nullptr) return ftest::cluster_client(dir);
     if (role == "fork_under_threads") return ftest::fork_under_threads();
     // `mqpool broker` on <dir>/front (clients) and <dir>/back (workers); with two

@@ -86,6 +86,26 @@ std::int64_t fated(Fate f) {
   return f.value;
 }
 
+std::vector<char> fated_echo(Fate f, std::vector<char> bytes) {
+  (void)fated(f);
+  return bytes;
+}
+
+std::int64_t bytes_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms,
+                             std::vector<char> bytes) {
+  (void)pid_then_wait(std::move(pid_path), std::move(gate), max_ms);
+  return static_cast<std::int64_t>(bytes.size());
+}
+
+std::vector<char> pattern_bytes(std::int64_t n, std::int64_t seed) {
+  std::vector<char> out(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>((i * 131 + static_cast<std::size_t>(seed) * 7 + i / 4096) & 0xff);
+  return out;
+}
+
+std::vector<char> make_bytes(std::int64_t n, std::int64_t seed) { return pattern_bytes(n, seed); }
+
 std::int64_t step(Step s) {
   write_file_atomically(s.dir + "/done-" + std::to_string(s.index), pid_pair());
   std::this_thread::sleep_for(std::chrono::milliseconds(s.sleep_ms));
@@ -144,3 +164,6 @@ MQPOOL_TASK_AS(ftest::stuck, "failure.stuck");
 MQPOOL_TASK_AS(ftest::init_state, "failure.init_state");
 MQPOOL_TASK_AS(ftest::nap, "failure.nap");
 MQPOOL_TASK_AS(ftest::log_line, "failure.log_line");
+MQPOOL_TASK_AS(ftest::fated_echo, "failure.fated_echo");
+MQPOOL_TASK_AS(ftest::bytes_then_wait, "failure.bytes_then_wait");
+MQPOOL_TASK_AS(ftest::make_bytes, "failure.make_bytes");

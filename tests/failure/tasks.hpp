@@ -7,6 +7,7 @@
 #include <msgpack.hpp>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace ftest {
 
@@ -57,6 +58,16 @@ std::int64_t nap(std::int64_t ms);
 std::int64_t log_line(std::int64_t round);
 // "failure.init_state": (getpid(), how many times the initializer ran in this process).
 std::tuple<std::int64_t, std::int64_t> init_state(std::int64_t ignored);
+
+// Large payloads (test_shared_memory.cpp). "failure.fated_echo": as fated(f), then
+// returns `bytes`. "failure.bytes_then_wait": as pid_then_wait, then returns the size of
+// `bytes`. "failure.make_bytes": pattern_bytes(n, seed).
+std::vector<char> fated_echo(Fate f, std::vector<char> bytes);
+std::int64_t bytes_then_wait(std::string pid_path, std::string gate, std::int64_t max_ms,
+                             std::vector<char> bytes);
+std::vector<char> make_bytes(std::int64_t n, std::int64_t seed);
+// Not a task: `n` bytes that differ with `seed` and along their length.
+std::vector<char> pattern_bytes(std::int64_t n, std::int64_t seed);
 
 // Not tasks: PoolOptions::initializer bodies. Both count the call in this process and
 // append "<pid>\n" to `<dir>/init`; the second then throws
