@@ -296,23 +296,23 @@ std::uint64_t Session::drop_job(std::uint64_t job_id) {
 // chunk) as Refs into shared memory that the chunk keeps until each task has its outcome.
 void Session::add_chunk(SubmitBuilder& submits, const proto::ChunkSpec& spec, Buffer&& args) {
   const auto size = static_cast<std::int64_t>(args.size());
-  std::unique_ptr<shm::ArgSegment> segment;
-  // Refs cost 35 bytes a task: not for chunks of many small tasks.
+  shm::ArgSegments::Lease segment;
+  // Refs cost 43 bytes a task: not for chunks of many small tasks.
   if (shared_.threshold > 0 && size >= shared_.threshold && size <= shared_.max_message &&
       size >= std::int64_t{1024} * spec.count) {
     try {
-      segment = std::make_unique<shm::ArgSegment>(args.data(), args.size(), spec.count);
+      segment = arg_segments_.write(args.data(), args.size(), spec.count);
     } catch (const std::exception& e) {
       log().warn("client: a chunk's arguments travel inline: {}", e.what());
     }
   }
   zmq::message_t& frame =
-      submits.add(spec, segment ? segment->frame() : proto::to_frame(std::move(args)));
+      submits.add(spec, segment ? segment.frame() : proto::to_frame(std::move(args)));
   keep(spec, frame, std::move(segment));
 }
 
 void Session::keep(const proto::ChunkSpec& spec, zmq::message_t& args,
-                   std::unique_ptr<shm::ArgSegment> segment) {
+                   shm::ArgSegments::Lease segment) {
   if (!keep_sent_ && !segment) return;
   SentChunk& c = sent_[{spec.job, spec.seq}];
   c.spec = spec;
@@ -424,12 +424,12 @@ void Session::deliver(proto::Message& m) {
 // before anything reads them: every Ref, whether its job still waits or not, so that
 // each segment goes back to its executor. An executor gone before its values were mapped
 // (killed just after it answered) took them with it: those tasks fail.
-void Session::map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs) const {
+void Session::map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs) {
   for (std::size_t i = 0; i < specs.size() && 2 * i + 1 < m.frames.size(); ++i) {
     zmq::message_t& values = m.frames[2 * i + 1];
     if (!shm::is_values_ref(values)) continue;
     try {
-      values = shm::map_values(values, shared_.max_message);
+      values = shm::map_values(values, shared_.max_message, value_mappings_);
     } catch (const std::exception& e) {
       std::vector<zmq::message_t> failed;
       proto::fail_frames(

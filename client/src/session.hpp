@@ -118,9 +118,9 @@ class Session final : public broker::LocalClient {
   // (keep_sent), or for the shared memory that holds its arguments (a local pool).
   struct SentChunk {
     proto::ChunkSpec spec;
-    zmq::message_t args;      // shares the sent frame's buffer
-    std::uint32_t remaining;  // tasks without an outcome
-    std::unique_ptr<shm::ArgSegment> segment;
+    zmq::message_t args;              // shares the sent frame's buffer
+    std::uint32_t remaining;          // tasks without an outcome
+    shm::ArgSegments::Lease segment;  // its arguments in shared memory, if there
   };
 
   static bool single(const Op& op);
@@ -131,9 +131,8 @@ class Session final : public broker::LocalClient {
   void take_fail_all(const WireError& e, std::vector<proto::Message>& out);
   std::uint64_t drop_job(std::uint64_t job_id);
   void add_chunk(SubmitBuilder& submits, const proto::ChunkSpec& spec, Buffer&& args);
-  void keep(const proto::ChunkSpec& spec, zmq::message_t& args,
-            std::unique_ptr<shm::ArgSegment> segment);
-  void map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs) const;
+  void keep(const proto::ChunkSpec& spec, zmq::message_t& args, shm::ArgSegments::Lease segment);
+  void map_shared(proto::Message& m, const std::vector<proto::ResultSpec>& specs);
   void answered(std::uint64_t job, std::uint64_t seq, std::uint32_t fresh);
 
   int wake_fd_ = -1;
@@ -145,6 +144,8 @@ class Session final : public broker::LocalClient {
   std::uint64_t next_batch_ = 0;                    // the driver only (see above)
   bool keep_sent_;
   SharedMemoryLimits shared_;
+  shm::ArgSegments arg_segments_;  // the driver only; outlives sent_'s leases
+  shm::Mappings value_mappings_;   // the driver only
   // By job and first seq; the driver only (see above).
   std::map<std::pair<std::uint64_t, std::uint64_t>, SentChunk> sent_;
 

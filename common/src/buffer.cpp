@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/fork_clean.hpp"
+
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25  // Linux 6.1; glibc 2.36's headers do not name it yet
 #endif
@@ -41,6 +43,7 @@ char* map_huge(std::size_t bytes) {
 // thread (ZeroMQ's I/O thread frees sent frames), hence the lock.
 class Recycled {
  public:
+  std::mutex& mutex() { return mutex_; }
   static constexpr std::size_t kMaxBytes = std::size_t{64} << 20;
 
   // A kept mapping of at least `capacity` bytes and at most twice that, or nullptr.
@@ -104,6 +107,8 @@ void free_own(void* data, std::size_t capacity) noexcept {
     std::free(data);
 }
 }  // namespace
+
+std::mutex& buffer_cache_mutex() { return recycled().mutex(); }
 
 // The head of a block's mapping; the buffers carved from it follow.
 struct Block {

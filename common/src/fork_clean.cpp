@@ -30,8 +30,9 @@ pid_t fork_clean() {
   (void)Registry::instance();
   // console_mutex::mutex()'s static is one object process-wide (the dynamic linker
   // unifies it across libspdlog, this library and the program): the very mutex every
-  // console sink locks. std::scoped_lock takes both without imposing a lock order.
-  std::scoped_lock lock(g_context_mutex, spdlog::details::console_mutex::mutex());
+  // console sink locks. std::scoped_lock takes them all without imposing a lock order.
+  std::scoped_lock lock(g_context_mutex, spdlog::details::console_mutex::mutex(),
+                        buffer_cache_mutex());
   return ::fork();
 }
 

@@ -34,7 +34,10 @@ int orphan_client(const std::string& dir, bool big) {
   // The pool's socket folder goes under <dir>/tmp, where the test looks for leftovers.
   const std::string tmp = dir + "/tmp";
   if (::mkdir(tmp.c_str(), 0700) != 0 || ::setenv("TMPDIR", tmp.c_str(), 1) != 0) std::_Exit(5);
-  mqpool::Pool pool(2);
+  // With `big`, 1 MiB arguments go through shared memory (the default threshold is higher).
+  mqpool::Pool pool(mqpool::PoolOptions{
+      .processes = 2,
+      .shared_memory_threshold = big ? 1 << 18 : mqpool::PoolOptions{}.shared_memory_threshold});
   std::vector<mqpool::AsyncResult<std::int64_t>> running;
   for (int i = 0; i < 2; ++i) {
     const std::string pid_path = dir + "/exec-" + std::to_string(i);

@@ -30,6 +30,7 @@ struct SharedMemory {
   std::int64_t threshold = 0;
   std::int64_t max_message = 0;
   shm::ResultSegments values;
+  shm::Mappings client_memory;  // kept for the next chunks
 };
 
 // The chunk's arguments, mapped from the client's memory when they come as Refs (into
@@ -39,7 +40,7 @@ const zmq::message_t* arguments(const proto::TaskSpec& spec, const zmq::message_
                                 std::vector<zmq::message_t>& frames) {
   if (shared.client == 0 || !shm::is_args_ref(args)) return &args;
   try {
-    mapped = shm::map_args(args, shared.client, shared.max_message);
+    mapped = shm::map_args(args, shared.client, shared.max_message, shared.client_memory);
     return &mapped;
   } catch (const SerializationError& e) {
     proto::fail_frames(
@@ -403,6 +404,7 @@ void run_executor(const AgentOptions& options, std::uint64_t agent) {
     SharedMemory shared{options.shared_memory_threshold > 0 ? options.client_pid : 0,
                         options.shared_memory_threshold,
                         options.max_message,
+                        {},
                         {}};
     code = serve(sock, heartbeat, ready, options, init_error, shared);
     // The client maps the last values it got from here after this process has sent them:

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <mutex>
 #include <zmq.hpp>
 
 namespace mqpool::detail {
@@ -41,6 +42,10 @@ namespace mqpool::detail {
 // when the program calls those outside spdlog's console sinks; libzmq's and libsodium's
 // locks when the program makes or closes contexts of its own, outside a Pool.
 pid_t fork_clean();
+
+// The lock of the large Buffers kept for reuse (buffer.cpp): fork_clean() holds it
+// across the fork, since any thread may allocate or free a large buffer.
+std::mutex& buffer_cache_mutex();
 
 // A ZeroMQ context made (zmq_ctx_new) and closed (zmq_ctx_term) under the mutex that
 // fork_clean() holds, so that no fork of ours copies libzmq's process-wide locks while
