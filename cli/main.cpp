@@ -77,6 +77,87 @@ int run_broker(BrokerFlags& f) {
   return mqpool::run_broker(f.options);
 }
 
+// The subcommands, and the options each one's flags write into (bound by address:
+// made once, in place, by cli_main).
+struct Commands {
+  BrokerFlags broker_opts;
+  mqpool::cli::StatusOptions status_opts;
+  mqpool::cli::RunOptions run_opts;
+  std::string key_name;
+  mqpool::cli::BenchOptions bench_opts;
+  CLI::App* broker = nullptr;
+  CLI::App* worker = nullptr;
+  CLI::App* status = nullptr;
+  CLI::App* run = nullptr;
+  CLI::App* keygen = nullptr;
+  CLI::App* bench = nullptr;
+};
+
+void add_commands(CLI::App& app, Commands& c) {
+  c.broker = app.add_subcommand("broker", "run a broker until SIGINT/SIGTERM");
+  add_broker_options(*c.broker, c.broker_opts);
+
+  // Every argument after `worker` (including --help) goes to worker_main's own parser.
+  c.worker = app.add_subcommand(
+      "worker", "run a worker agent for a broker (`mqpool worker --help` for its flags)");
+  c.worker->prefix_command();
+  c.worker->set_help_flag();
+
+  c.status = app.add_subcommand("status", "show the broker's workers, queue and counters");
+  mqpool::cli::add_status_options(*c.status, c.status_opts);
+
+  c.run = app.add_subcommand(
+      "run",
+      "mqpool run [OPTIONS] [--] COMMAND ARGS...: run COMMAND once per line of stdin, on the pool");
+  mqpool::cli::add_run_options(*c.run, c.run_opts);
+
+  c.keygen = app.add_subcommand(
+      "keygen", "write a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub");
+  c.keygen
+      ->add_option("name", c.key_name, "the key files' path without .key/.pub (e.g. keys/alice)")
+      ->required();
+
+  c.bench = app.add_subcommand("bench", "run the benchmark workloads, one JSON line each");
+  mqpool::cli::add_bench_options(*c.bench, c.bench_opts);
+}
+
+// `mqpool run [OPTIONS] -- COMMAND...`: CLI11 would take the words after "--" for
+// positionals of its own (and read "[a,b]" as a list), so they are cut off here (argc
+// shrinks) and given to run untouched. Without "--", run's prefix_command() ends its
+// options at the first word that is not one (and a "--" after that word is the command's
+// own).
+std::optional<std::vector<std::string>> cut_run_command(int& argc, char** argv) {
+  if (argc <= 1 || std::string_view(argv[1]) != "run") return std::nullopt;
+  for (int i = 2; i < argc; ++i) {
+    if (std::string_view(argv[i]) != "--") continue;
+    std::vector<std::string> command(argv + i + 1, argv + argc);
+    argc = i;
+    return command;
+  }
+  return std::nullopt;
+}
+
+// Runs the subcommand that was parsed; kUsageError if there was none.
+int dispatch(const CLI::App& app, Commands& c,
+             const std::optional<std::vector<std::string>>& run_command) {
+  if (*c.broker) return run_broker(c.broker_opts);
+  if (*c.worker) return run_worker(c.worker->remaining());
+  if (*c.status) return mqpool::cli::run_status(c.status_opts);
+  if (*c.bench) return mqpool::cli::run_bench(c.bench_opts);
+  if (*c.keygen) return mqpool::cli::run_keygen(c.key_name);
+  if (*c.run) {
+    auto& command = c.run_opts.command;
+    command = c.run->remaining();
+    c.run_opts.command_after_dashes = run_command && command.empty();
+    if (run_command && !command.empty()) command.emplace_back("--");
+    if (run_command) command.insert(command.end(), run_command->begin(), run_command->end());
+    return mqpool::cli::run_jobs(c.run_opts);
+  }
+  // No subcommand: say what there is, as a usage error.
+  std::cerr << app.help();
+  return kUsageError;
+}
+
 int cli_main(int argc, char** argv) {
   CLI::App app{"mqpool: Python's multiprocessing.Pool for C++, over a ZeroMQ broker", "mqpool"};
   app.set_version_flag("--version", "mqpool " MQPOOL_VERSION, "print the version and exit");
@@ -84,79 +165,23 @@ int cli_main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "mqpool: " + std::string(e.what()) + " (see mqpool --help)\n";
   });
-
-  BrokerFlags broker_opts;
-  auto* broker = app.add_subcommand("broker", "run a broker until SIGINT/SIGTERM");
-  add_broker_options(*broker, broker_opts);
-
-  // Every argument after `worker` (including --help) goes to worker_main's own parser.
-  auto* worker = app.add_subcommand(
-      "worker", "run a worker agent for a broker (`mqpool worker --help` for its flags)");
-  worker->prefix_command();
-  worker->set_help_flag();
-
-  mqpool::cli::StatusOptions status_opts;
-  auto* status = app.add_subcommand("status", "show the broker's workers, queue and counters");
-  mqpool::cli::add_status_options(*status, status_opts);
-
-  mqpool::cli::RunOptions run_opts;
-  auto* run = app.add_subcommand(
-      "run",
-      "mqpool run [OPTIONS] [--] COMMAND ARGS...: run COMMAND once per line of stdin, on the pool");
-  mqpool::cli::add_run_options(*run, run_opts);
-
-  std::string key_name;
-  auto* keygen = app.add_subcommand(
-      "keygen", "write a CurveZMQ key pair: NAME.key (secret, mode 0600) and NAME.pub");
-  keygen->add_option("name", key_name, "the key files' path without .key/.pub (e.g. keys/alice)")
-      ->required();
-
-  mqpool::cli::BenchOptions bench_opts;
-  auto* bench = app.add_subcommand("bench", "run the benchmark workloads, one JSON line each");
-  mqpool::cli::add_bench_options(*bench, bench_opts);
-
-  // `mqpool run [OPTIONS] -- COMMAND...`: CLI11 would take the words after "--" for
-  // positionals of its own (and read "[a,b]" as a list), so they are cut off here and
-  // given to run untouched. Without "--", run's prefix_command() ends its options at the
-  // first word that is not one (and a "--" after that word is the command's own).
-  std::optional<std::vector<std::string>> run_command;
-  if (argc > 1 && std::string_view(argv[1]) == "run") {
-    for (int i = 2; i < argc; ++i) {
-      if (std::string_view(argv[i]) != "--") continue;
-      run_command.emplace(argv + i + 1, argv + argc);
-      argc = i;
-      break;
-    }
-  }
+  Commands commands;
+  add_commands(app, commands);
+  const auto run_command = cut_run_command(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     if (rc == 0) return rc;  // --help and --version are "errors" that succeed
     // run's statuses are GNU parallel's: 1-101 count failed jobs, 255 is any other error.
-    return run->parsed() ? mqpool::cli::kRunSetupError : kUsageError;
+    return commands.run->parsed() ? mqpool::cli::kRunSetupError : kUsageError;
   }
   try {
-    if (*broker) return run_broker(broker_opts);
-    if (*worker) return run_worker(worker->remaining());
-    if (*status) return mqpool::cli::run_status(status_opts);
-    if (*bench) return mqpool::cli::run_bench(bench_opts);
-    if (*keygen) return mqpool::cli::run_keygen(key_name);
-    if (*run) {
-      run_opts.command = run->remaining();
-      run_opts.command_after_dashes = run_command && run_opts.command.empty();
-      if (run_command && !run_opts.command.empty()) run_opts.command.emplace_back("--");
-      if (run_command)
-        run_opts.command.insert(run_opts.command.end(), run_command->begin(), run_command->end());
-      return mqpool::cli::run_jobs(run_opts);
-    }
+    return dispatch(app, commands, run_command);
   } catch (const std::exception& e) {
     std::cerr << "mqpool: " << e.what() << '\n';
     return 1;
   }
-  // No subcommand: say what there is, as a usage error.
-  std::cerr << app.help();
-  return kUsageError;
 }
 
 }  // namespace

@@ -85,8 +85,8 @@ void add_star(ChunkWriter& w, const X& x) {
 // Automatic chunks are also cut at about this many argument bytes, so results stream back.
 // Small enough that a chunk's results (for small values about 1.5 times its arguments)
 // stay below glibc's initial mmap threshold (128 KiB): ZeroMQ's I/O thread then receives
-// them into heap memory that is reused, not into fresh pages. map_tiny's first run, cut
-// at 1 MiB: 1,000-1,500 faults in that thread; at 40 KiB: 360-720, and 15-20 % faster.
+// them into heap memory that is reused, not into fresh pages (docs/PERFORMANCE.md has
+// what larger chunks cost map_tiny).
 inline constexpr std::size_t kAutoChunkBytes = 40 << 10;
 
 }  // namespace detail
@@ -253,8 +253,8 @@ class Pool {
       // The size is known: chunks are sent as they are encoded, so the workers start
       // while the rest of the input is still being encoded; at least one per worker at a
       // time, so that one submission starts every idle worker (a submitter that loses its
-      // CPU to the first worker's task must not leave the others waiting for it: with one
-      // chunk per submission, 200 tasks of 10 ms lost 4-10 ms that way).
+      // CPU to the first worker's task must not leave the others waiting for it, which
+      // cpu_efficiency measured with one chunk per submission).
       const std::size_t n = std::ranges::size(inputs);
       auto job = std::make_shared<detail::MapJob<R>>(state, std::move(opts), n, name);
       if (n == 0) {

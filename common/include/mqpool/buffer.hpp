@@ -12,8 +12,8 @@ inline constexpr std::size_t kHugePage = 2 << 20;
 // A growable byte buffer, like msgpack::sbuffer, except where its memory comes from:
 // buffers of kHugeFrom bytes or more are placed in 2 MiB-aligned memory that the kernel
 // may back with huge pages. Every fresh 4 KiB page costs a page fault, and on a virtual
-// machine a fault costs more than filling the page: a 4 MiB payload takes 1,024 faults
-// (about 15 ms on our VMs) in small pages and 2 in huge ones.
+// machine a fault costs more than filling the page; a huge page takes one fault for 512
+// small ones (docs/PERFORMANCE.md has the measurements).
 struct Block;  // buffer.cpp: a 2 MiB mapping that BufferArena carves buffers from
 
 class Buffer {
@@ -77,9 +77,9 @@ class Buffer {
 
 // Hands out buffers that are written one after another on one thread (a map's chunks of
 // arguments) from shared 2 MiB blocks in huge pages, so that a million small arguments
-// cost a few page faults rather than one per 4 KiB: map_tiny's 5 MB of arguments took
-// 1,150 faults (about 14 ms on our VMs) in malloc'd 40 KiB buffers. Each buffer holds a
-// reference to its block, which is unmapped when the last is freed, on any thread.
+// cost a few page faults rather than one per 4 KiB of malloc'd chunk buffers
+// (docs/PERFORMANCE.md, map_tiny). Each buffer holds a reference to its block, which is
+// unmapped when the last is freed, on any thread.
 class BufferArena {
  public:
   BufferArena() = default;
