@@ -10,6 +10,7 @@
 
 #include "helpers.hpp"
 #include "tasks.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace itest {
 namespace {
@@ -213,6 +214,13 @@ TEST(Pool, NoProcessOutlivesATerminatedPool) {
 }
 
 TEST(Pool, SeveralPoolsInOneProcess) {
+  // Under ThreadSanitizer the second pool's agent is forked while the first pool's
+  // threads run (TSAN_OPTIONS die_after_fork=0, which TSan calls unsupported), and now
+  // and then a ZeroMQ thread of that agent, or of its executor, waits for ever inside
+  // TSan's own allocator (SizeClassAllocator64::GetFromAllocator, on a semaphore that
+  // no thread of the child will post). The plain and ASan builds run this test;
+  // glibc's malloc is made whole in a child of fork.
+  MQPOOL_SKIP_UNDER_TSAN("its second agent can hang in TSan's allocator (fork from threads)");
   mqpool::Pool a(1);
   mqpool::Pool b(1);
   auto ra = a.apply_async(square, std::int64_t{3});
