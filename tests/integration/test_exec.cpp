@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mqpool/mqpool.hpp>
 #include <mqpool/worker.hpp>
 #include <random>
@@ -84,6 +87,41 @@ TEST(Exec, EachOutputIsCutAt64MiBWithANote) {
   EXPECT_EQ(code, 0);
   EXPECT_EQ(out.size(), std::size_t{64} << 20);
   EXPECT_EQ(err, "mqpool: standard output cut at 67108864 bytes (67108865 bytes in all)\n");
+}
+
+// An executable file of `text` at `path`.
+void write_command(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_all);
+}
+
+// An executor remembers where in PATH it found a command (exec_task.cpp, CommandPaths),
+// and still runs what execvp would: the command found again once its file is gone, the
+// same name anew when PATH changes, a file without "#!" through sh.
+TEST(Exec, ACommandFoundInPathIsFoundAgainWhenItMoves) {
+  TempDir dir;
+  const std::string a = dir.file("a"), b = dir.file("b");
+  std::filesystem::create_directory(a);
+  std::filesystem::create_directory(b);
+  const std::string old_path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  ::setenv("PATH", (a + ":" + b + ":" + old_path).c_str(), 1);
+  write_command(a + "/tool", "#!/bin/sh\necho a\n");
+  write_command(a + "/plain", "echo plain\n");  // no "#!": execvp runs it with sh
+  mqpool::Pool pool(1);  // one executor: every call below runs in the same process
+  auto run = [&](const std::string& name) {
+    const auto [code, out, err] = pool.apply_async(mqpool::exec_task, Argv{name}).get(kLong);
+    EXPECT_EQ(code, 0) << name << ": " << err;
+    return out;
+  };
+  EXPECT_EQ(run("tool"), "a\n");
+  EXPECT_EQ(run("tool"), "a\n");
+  std::filesystem::remove(a + "/tool");
+  write_command(b + "/tool", "#!/bin/sh\necho b\n");
+  EXPECT_EQ(run("tool"), "b\n");
+  EXPECT_EQ(run("tool"), "b\n");
+  EXPECT_EQ(run("plain"), "plain\n");
+  EXPECT_EQ(run("plain"), "plain\n");
+  ::setenv("PATH", old_path.c_str(), 1);
 }
 
 TEST(ExecJob, ReturnsEveryFieldOfTheRun) {

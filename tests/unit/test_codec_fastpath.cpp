@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -222,6 +223,33 @@ TEST(CodecFastPath, NextIntegersReadsARunAndStopsBeforeWhatItCannotTake) {
       EXPECT_EQ(r.offset(), k == 2 ? two.size() : 1u);
     }
   }
+
+  // Long runs, read by the loop that needs 9 bytes ahead: for each type, next_integers
+  // reads what next_integer reads one by one, and stops where it stops.
+  std::string edges;
+  for (int round = 0; round < 3; ++round)
+    for (const std::int64_t v : kIntegerEdges) edges += pack_one(v);
+  edges += pack_one(std::uint64_t{UINT64_MAX});
+  edges += std::string(16, '\0');  // sixteen zeros: every value above has 9 bytes after it
+  auto agree = [&]<class T>(T) {
+    std::vector<T> fast(edges.size()), slow(edges.size());
+    Reader a(edges.data(), edges.size()), b(edges.data(), edges.size());
+    const std::size_t k = a.next_integers(fast.data(), fast.size());
+    std::size_t j = 0;
+    while (j < slow.size() && b.next_integer(slow[j])) ++j;
+    EXPECT_EQ(k, j) << typeid(T).name();
+    EXPECT_EQ(a.offset(), b.offset()) << typeid(T).name();
+    fast.resize(k);
+    slow.resize(j);
+    EXPECT_EQ(fast, slow) << typeid(T).name();
+  };
+  agree(std::int64_t{});
+  agree(std::uint64_t{});
+  agree(std::int32_t{});
+  agree(std::uint32_t{});
+  agree(std::int16_t{});
+  agree(std::uint8_t{});
+  agree(std::int8_t{});
 
   // Too wide for the type: stops there.
   const std::string wide = pack_one(1) + pack_one(70000) + pack_one(2);

@@ -229,6 +229,39 @@ TEST(RunChunk, AThrowingTaskIsAnErrorAtItsIndexAndTheOthersStillRun) {
   EXPECT_EQ(out.errors[1].second.message, "negative input -5");
 }
 
+// A long chunk of f(int) -> int takes the block-at-a-time path (registry.hpp,
+// run_integers): every width of argument, a throw in a later block, and an argument that
+// is no integer, after which the general path fails the rest as it always has.
+TEST(RunChunk, ALongChunkOfIntegersRunsEveryTaskInOrder) {
+  mqpool::detail::Buffer buf;
+  Packer packer(buf);
+  const std::uint32_t n = 700;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i == 300)
+      packer.pack(std::make_tuple(-1));  // checked_sqrt throws
+    else if (i == 650)
+      packer.pack(std::make_tuple(std::string("x")));
+    else
+      packer.pack(std::make_tuple(static_cast<int>(i * i * 4000 % 2000000000)));
+  }
+  const ChunkOutput out = run("math.checked_sqrt", std::string(buf.data(), buf.size()), n);
+  const auto values = values_of<int>(out, n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i == 300 || i >= 650) {
+      EXPECT_FALSE(values[i].has_value()) << i;
+    } else {
+      ASSERT_TRUE(values[i].has_value()) << i;
+      EXPECT_EQ(*values[i], checked_sqrt(static_cast<int>(i * i * 4000 % 2000000000))) << i;
+    }
+  }
+  ASSERT_EQ(out.errors.size(), 1u + (n - 650));
+  EXPECT_EQ(out.errors[0].first, 300u);
+  EXPECT_EQ(out.errors[0].second.message, "negative input -1");
+  EXPECT_EQ(out.errors[1].first, 650u);
+  EXPECT_EQ(out.errors[1].second.code, ErrorCode::serialization);
+  EXPECT_EQ(out.errors.back().first, n - 1);
+}
+
 TEST(RunChunk, CustomAndNonStandardExceptionsAreDescribed) {
   const auto args =
       args_of(std::make_tuple(1), std::make_tuple(13), std::make_tuple(7), std::make_tuple(2));

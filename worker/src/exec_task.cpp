@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "common/host.hpp"
@@ -75,14 +77,66 @@ Pipe make_pipe() {
   return p;
 }
 
+// Where each command name was found in PATH, as a shell's hash table keeps it: execvp
+// tries every directory of PATH before the one that holds the command, each a failed
+// execve, for every job of `mqpool run`. A name is looked up again when PATH changes,
+// and when its file no longer runs (the child then falls back to execvp).
+class CommandPaths {
+ public:
+  // The file `name` resolves to, or nullptr for execvp to search (a name with a slash,
+  // one not found, or PATH unset).
+  const char* find(const std::string& name) {
+    const char* path = std::getenv("PATH");
+    if (name.find('/') != std::string::npos || path == nullptr || *path == '\0') return nullptr;
+    if (path_ != path) {
+      path_ = path;
+      found_.clear();
+    }
+    auto [it, fresh] = found_.try_emplace(name);
+    if (fresh) it->second = search(name);
+    return it->second.empty() ? nullptr : it->second.c_str();
+  }
+  void forget(const std::string& name) { found_.erase(name); }
+
+ private:
+  // The first PATH entry holding an executable regular file `name`; "" if none, or if
+  // a relative entry (an empty one is the working directory) comes first: what that
+  // holds changes with the working directory, so execvp searches.
+  std::string search(const std::string& name) const {
+    for (std::size_t at = 0; at <= path_.size();) {
+      std::size_t end = path_.find(':', at);
+      if (end == std::string::npos) end = path_.size();
+      const std::string dir = path_.substr(at, end - at);
+      if (dir.empty() || dir[0] != '/') return {};
+      const std::string file = dir + "/" + name;
+      struct stat st {};
+      if (stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(file.c_str(), X_OK) == 0)
+        return file;
+      at = end + 1;
+    }
+    return {};
+  }
+
+  std::string path_;
+  std::unordered_map<std::string, std::string> found_;
+};
+
+// One per thread that runs commands (the executor's, or a caller's own).
+CommandPaths& command_paths() {
+  thread_local CommandPaths paths;
+  return paths;
+}
+
 // What the child needs, all made before the clone: sharing the executor's memory, the
 // child may call only async-signal-safe functions until it has exec'd.
 struct ChildPlan {
   char** argv;
+  const char* file;  // where argv[0] was found (CommandPaths), or nullptr
   int in, out, err;  // the child's pipe ends, for its 0, 1 and 2
   pid_t executor;
-  sigset_t mask;       // the executor thread's own mask, which the command gets
-  int exec_errno = 0;  // written by the child when execvp fails
+  sigset_t mask;          // the executor thread's own mask, which the command gets
+  int exec_errno = 0;     // written by the child when execvp fails
+  bool file_failed = false;  // written by the child when `file` did not run
 };
 
 // The child of the clone. Every signal is blocked until it has set back to SIG_DFL each
@@ -109,6 +163,10 @@ __attribute__((no_sanitize("address"))) int child_main(void* arg) {
   dup2(plan->out, STDOUT_FILENO);
   dup2(plan->err, STDERR_FILENO);
   sigprocmask(SIG_SETMASK, &plan->mask, nullptr);
+  if (plan->file != nullptr) {
+    execv(plan->file, plan->argv);
+    plan->file_failed = true;  // gone, or not a binary (execvp runs a script with sh)
+  }
   execvp(plan->argv[0], plan->argv);
   plan->exec_errno = errno;
   _exit(127);
@@ -145,7 +203,9 @@ class ChildStack {
 // (agent.cpp). Returns its pid; `exec_errno` is set when it could not be started.
 pid_t start(std::vector<char*>& argv, const Pipe& in, const Pipe& out, const Pipe& err,
             int& exec_errno) {
-  ChildPlan plan{argv.data(), in.read.get(), out.write.get(), err.write.get(), getpid(), {}};
+  const std::string name = argv[0];
+  ChildPlan plan{argv.data(),    command_paths().find(name), in.read.get(), out.write.get(),
+                 err.write.get(), getpid(),                   {}};
   ChildStack stack(argv.size());
   sigset_t all;
   sigfillset(&all);
@@ -155,6 +215,7 @@ pid_t start(std::vector<char*>& argv, const Pipe& in, const Pipe& out, const Pip
   pthread_sigmask(SIG_SETMASK, &plan.mask, nullptr);
   errno = clone_errno;
   if (pid < 0) fail("cannot start a process");
+  if (plan.file_failed) command_paths().forget(name);
   exec_errno = plan.exec_errno;
   return pid;
 }

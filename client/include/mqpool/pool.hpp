@@ -73,6 +73,18 @@ void add_arg(ChunkWriter& w, const X& x) {
     w.add(Args(P(x)));
 }
 
+// Whether map's inputs are contiguous integers of f's own parameter type, which
+// ChunkWriter::add_integers encodes in one loop.
+template <bool Star, class Args, class In>
+constexpr bool integers_as_they_are() {
+  if constexpr (Star || std::tuple_size_v<Args> != 1 || !std::ranges::contiguous_range<In>) {
+    return false;
+  } else {
+    using P = std::tuple_element_t<0, Args>;
+    return plain_integer<P> && std::is_same_v<std::ranges::range_value_t<In>, P>;
+  }
+}
+
 // Packs one starmap input (a tuple of arguments) as Args.
 template <class Args, class X>
 void add_star(ChunkWriter& w, const X& x) {
@@ -264,14 +276,22 @@ class Pool {
       const int workers = detail::workers(*core_);
       const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, workers);
       detail::ChunkWriter w(cs, cap);
+      auto send_closed = [&] {
+        if (w.closed() >= static_cast<std::size_t>(workers))
+          detail::submit(*core_, id, job, name, w.take_closed(), false);
+      };
       try {
-        for (auto&& x : inputs) {
-          if (w.next() == n) size_lied(n, "more");
-          add(w, x);
-          if (w.closed() >= static_cast<std::size_t>(workers))
-            detail::submit(*core_, id, job, name, w.take_closed(), false);
+        if constexpr (detail::integers_as_they_are<Star, Args, In>()) {
+          const auto* data = std::ranges::data(inputs);
+          for (std::size_t i = 0; i < n; send_closed()) i += w.add_integers(data + i, n - i);
+        } else {
+          for (auto&& x : inputs) {
+            if (w.next() == n) size_lied(n, "more");
+            add(w, x);
+            send_closed();
+          }
+          if (w.next() != n) size_lied(n, std::to_string(w.next()));
         }
-        if (w.next() != n) size_lied(n, std::to_string(w.next()));
       } catch (...) {
         // The input threw (or lied): what was sent runs and is dropped, and the job's
         // record and results go now; the caller gets the exception.

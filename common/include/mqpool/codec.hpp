@@ -246,17 +246,12 @@ class Reader {
   // anything that is not an integer fitting T).
   template <plain_integer T>
   std::size_t next_integers(T* out, std::size_t n) noexcept {
-    const char* const data = data_;  // locals: the stores to out cannot alias them
-    const std::size_t size = size_;
-    std::size_t at = offset_;
-    std::size_t i = 0;
-    for (; i < n; ++i) {
-      const std::size_t len = decode_integer(data + at, size - at, out[i]);
-      if (len == 0) break;
-      at += len;
-    }
-    offset_ = at;
-    return i;
+    return read_integers<false>(out, n);
+  }
+  // The same for one-element arrays of an integer (argument tuples of f(int)).
+  template <plain_integer T>
+  std::size_t next_integer_tuples(T* out, std::size_t n) noexcept {
+    return read_integers<true>(out, n);
   }
   template <plain_integer T>
   bool next_integer_tuple(T& v) noexcept {
@@ -281,6 +276,53 @@ class Reader {
   std::size_t offset() const noexcept { return offset_; }
 
  private:
+  // next_integers, or with kTuples next_integer_tuples: each integer after a 0x91.
+  template <bool kTuples, plain_integer T>
+  std::size_t read_integers(T* out, std::size_t n) noexcept {
+    constexpr std::size_t kHead = kTuples ? 1 : 0;
+    const char* const data = data_;  // locals: the stores to out cannot alias them
+    const std::size_t size = size_;
+    std::size_t at = offset_;
+    std::size_t i = 0;
+    // While 9 bytes follow the array header every integer is whole, and its 8 bytes
+    // after the integer's own header load at once: no bounds checks but the loop's own.
+    for (; i < n && size - at >= kHead + 9; ++i) {
+      if (kTuples && static_cast<unsigned char>(data[at]) != 0x91) break;
+      const std::size_t p = at + kHead;
+      const auto c = static_cast<unsigned char>(data[p]);
+      if (c <= 0x7f) {  // positive fixint: fits every T
+        out[i] = static_cast<T>(c);
+        at = p + 1;
+        continue;
+      }
+      const unsigned k = c - 0xccu;  // as in decode_integer
+      if (k > 7) {
+        const std::int64_t v = static_cast<std::int8_t>(c);  // a negative fixint, or not
+        if (c < 0xe0 || !std::in_range<T>(v)) break;
+        out[i] = static_cast<T>(v);
+        at = p + 1;
+        continue;
+      }
+      const unsigned width = 1u << (k & 3);
+      const std::uint64_t top = load_be<std::uint64_t>(data + p + 1);
+      const unsigned shift = 64 - 8 * width;
+      if (k < 4) {
+        const std::uint64_t u = top >> shift;
+        if (!std::in_range<T>(u)) break;
+        out[i] = static_cast<T>(u);
+      } else {
+        const std::int64_t v = static_cast<std::int64_t>(top) >> shift;
+        if (!std::in_range<T>(v)) break;
+        out[i] = static_cast<T>(v);
+      }
+      at = p + 1 + width;
+    }
+    offset_ = at;
+    // The last few bytes, one by one with every check.
+    for (; i < n; ++i)
+      if (!(kTuples ? next_integer_tuple(out[i]) : next_integer(out[i]))) break;
+    return i;
+  }
   template <plain_integer T>
   std::size_t integer_at(std::size_t at, T& v) const noexcept {
     return at < size_ ? decode_integer(data_ + at, size_ - at, v) : 0;

@@ -1,6 +1,7 @@
 // The non-template seam between Pool's templates and the client session (client/src).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -46,15 +47,7 @@ class ChunkWriter {
       : chunksize_(chunksize), cap_(byte_cap), next_(first) {}
   template <class Tuple>
   void add(const Tuple& args) {
-    if (!open_) {
-      // Sized for the whole chunk up front (a few bytes per small task, up to the byte
-      // cap), so a large chunk is not copied again and again as its buffer doubles.
-      const std::size_t guess =
-          std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
-      chunks_.push_back(EncodedChunk{next_, 0, arena_.take(guess)});
-      open_ = true;
-    }
-    EncodedChunk& c = chunks_.back();
+    EncodedChunk& c = open();
     if constexpr (is_integer_tuple1<Tuple>()) {
       char* p = c.args.tail(10);
       p[0] = static_cast<char>(0x91);  // a one-element array: the argument tuple
@@ -64,6 +57,30 @@ class ChunkWriter {
     }
     ++next_;
     if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
+  }
+  // Adds the argument tuples (p[0]), (p[1]), ... of up to n tasks in one loop, and stops
+  // where the open chunk is full (map's fast path for f(int) over contiguous integers):
+  // the number of tasks taken, at least one. The same bytes and the same chunks as add()
+  // item by item: no pass writes past the cap, so a chunk reaches it on the same task.
+  template <plain_integer T>
+  std::size_t add_integers(const T* p, std::size_t n) {
+    constexpr std::size_t kMax = 10;  // 0x91, then at most 9 bytes of integer
+    EncodedChunk& c = open();
+    std::size_t room = c.args.capacity() - c.args.size();
+    if (cap_ != 0) room = std::min(room, cap_ - std::min(cap_, c.args.size()));
+    const std::size_t k =
+        std::min({n, std::size_t{chunksize_ - c.count}, std::max<std::size_t>(room / kMax, 1)});
+    char* const begin = c.args.tail(k * kMax);
+    char* out = begin;
+    for (std::size_t i = 0; i < k; ++i) {
+      out[0] = static_cast<char>(0x91);
+      out += 1 + encode_integer(out + 1, p[i]);
+    }
+    c.args.commit(static_cast<std::size_t>(out - begin));
+    c.count += static_cast<std::uint32_t>(k);
+    next_ += k;
+    if (c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
+    return k;
   }
   // Index of the next task.
   std::uint64_t next() const { return next_; }
@@ -85,6 +102,17 @@ class ChunkWriter {
   }
 
  private:
+  EncodedChunk& open() {
+    if (!open_) {
+      // Sized for the whole chunk up front (a few bytes per small task, up to the byte
+      // cap), so a large chunk is not copied again and again as its buffer doubles.
+      const std::size_t guess =
+          std::min<std::size_t>(std::size_t{chunksize_} * 8, cap_ ? cap_ + 256 : 1 << 20);
+      chunks_.push_back(EncodedChunk{next_, 0, arena_.take(guess)});
+      open_ = true;
+    }
+    return chunks_.back();
+  }
   void close() noexcept {
     arena_.trim(chunks_.back().args);
     open_ = false;
