@@ -148,9 +148,10 @@ T load_be(const char* p) noexcept {
 // returns its length; p must have room for 9 bytes. The widths are 1, 2, 4 or 8 bytes
 // after the tag: the value is stored as the top bytes of one big-endian 8-byte word, so
 // there is no branch per width. Touches nothing but p: callers keep their state in
-// registers (a store through char* could otherwise alias any of it).
+// registers (a store through char* could otherwise alias any of it). Always inlined:
+// GCC left it a call in the loops of a map's arguments and values (docs/PERFORMANCE.md).
 template <plain_integer T>
-std::size_t encode_integer(char* p, T v) noexcept {
+[[gnu::always_inline]] inline std::size_t encode_integer(char* p, T v) noexcept {
   unsigned lg;  // log2 of the width
   std::uint64_t bits;
   if (v >= 0) {
