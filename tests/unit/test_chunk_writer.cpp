@@ -56,9 +56,9 @@ std::vector<Cut> in_runs(const std::vector<T>& in, std::uint32_t chunksize, std:
 
 // Every width of msgpack integer, in runs of one width and mixed.
 std::vector<std::int64_t> mixed(std::size_t n) {
-  const std::int64_t edges[] = {0,    1,      127,        128,         255,      256,
+  const std::int64_t edges[] = {0,     1,     127,          128,          255,       256,
                                 65535, 65536, 4294967295LL, 4294967296LL, INT64_MAX, -1,
-                                -32,  -33,    -129,       -32769,      INT32_MIN, INT64_MIN};
+                                -32,   -33,   -129,         -32769,       INT32_MIN, INT64_MIN};
   std::mt19937_64 rng(7);
   std::vector<std::int64_t> v;
   for (std::size_t i = 0; i < n; ++i) {
@@ -73,20 +73,21 @@ std::vector<std::int64_t> mixed(std::size_t n) {
 TEST(ChunkWriter, AddIntegersCutsTheChunksAddCuts) {
   const auto in = mixed(20000);
   const std::pair<std::uint32_t, std::size_t> shapes[] = {
-      {1, 0}, {7, 0}, {1250, 0}, {20000, 0}, {1u << 30, 40 << 10}, {1250, 40 << 10},
-      {1u << 30, 100}, {3, 5}, {1u << 30, 1}};
+      {1, 0},           {7, 0},          {1250, 0}, {20000, 0},   {1u << 30, 40 << 10},
+      {1250, 40 << 10}, {1u << 30, 100}, {3, 5},    {1u << 30, 1}};
   for (const auto& [chunksize, cap] : shapes) {
     const auto expected = one_by_one(in, chunksize, cap);
     const auto got = in_runs(in, chunksize, cap);
     ASSERT_EQ(got.size(), expected.size()) << "chunksize " << chunksize << " cap " << cap;
     for (std::size_t i = 0; i < got.size(); ++i)
-      ASSERT_EQ(got[i], expected[i]) << "chunk " << i << ", chunksize " << chunksize << " cap "
-                                     << cap;
+      ASSERT_EQ(got[i], expected[i])
+          << "chunk " << i << ", chunksize " << chunksize << " cap " << cap;
   }
 }
 
 TEST(ChunkWriter, AddIntegersTakesEveryIntegerType) {
-  const std::vector<std::uint64_t> big = {0, 1, 200, 70000, std::numeric_limits<std::uint64_t>::max()};
+  const std::vector<std::uint64_t> big = {0, 1, 200, 70000,
+                                          std::numeric_limits<std::uint64_t>::max()};
   EXPECT_EQ(in_runs(big, 2, 0), one_by_one(big, 2, 0));
   const std::vector<std::int8_t> small = {-128, -33, -1, 0, 127};
   EXPECT_EQ(in_runs(small, 4, 3), one_by_one(small, 4, 3));

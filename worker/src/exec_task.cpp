@@ -108,7 +108,8 @@ class CommandPaths {
       if (end == std::string::npos) end = path_.size();
       const std::string dir = path_.substr(at, end - at);
       if (dir.empty() || dir[0] != '/') return {};
-      const std::string file = dir + "/" + name;
+      std::string file = dir;
+      file.append("/").append(name);
       struct stat st {};
       if (stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(file.c_str(), X_OK) == 0)
         return file;
@@ -134,8 +135,8 @@ struct ChildPlan {
   const char* file;  // where argv[0] was found (CommandPaths), or nullptr
   int in, out, err;  // the child's pipe ends, for its 0, 1 and 2
   pid_t executor;
-  sigset_t mask;          // the executor thread's own mask, which the command gets
-  int exec_errno = 0;     // written by the child when execvp fails
+  sigset_t mask;             // the executor thread's own mask, which the command gets
+  int exec_errno = 0;        // written by the child when execvp fails
   bool file_failed = false;  // written by the child when `file` did not run
 };
 
@@ -204,8 +205,13 @@ class ChildStack {
 pid_t start(std::vector<char*>& argv, const Pipe& in, const Pipe& out, const Pipe& err,
             int& exec_errno) {
   const std::string name = argv[0];
-  ChildPlan plan{argv.data(),    command_paths().find(name), in.read.get(), out.write.get(),
-                 err.write.get(), getpid(),                   {}};
+  ChildPlan plan{argv.data(),
+                 command_paths().find(name),
+                 in.read.get(),
+                 out.write.get(),
+                 err.write.get(),
+                 getpid(),
+                 {}};
   ChildStack stack(argv.size());
   sigset_t all;
   sigfillset(&all);

@@ -298,8 +298,9 @@ class Reader {
       }
       const unsigned k = c - 0xccu;  // as in decode_integer
       if (k > 7) {
-        const std::int64_t v = static_cast<std::int8_t>(c);  // a negative fixint, or not
-        if (c < 0xe0 || !std::in_range<T>(v)) break;
+        if (c < 0xe0) break;                           // not an integer
+        const std::int64_t v = std::int64_t{c} - 256;  // a negative fixint
+        if (!std::in_range<T>(v)) break;
         out[i] = static_cast<T>(v);
         at = p + 1;
         continue;
