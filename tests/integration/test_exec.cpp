@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <mqpool/mqpool.hpp>
 #include <mqpool/worker.hpp>
 #include <random>
@@ -91,7 +90,7 @@ TEST(Exec, EachOutputIsCutAt64MiBWithANote) {
 
 // An executable file of `text` at `path`.
 void write_command(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
+  write_file_atomically(path, text);
   std::filesystem::permissions(path, std::filesystem::perms::owner_all);
 }
 

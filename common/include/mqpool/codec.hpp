@@ -184,10 +184,11 @@ void pack_integer(Buffer& b, T v) {
   b.commit(encode_integer(b.tail(9), v));
 }
 
-// Reads the msgpack integer at p (of `left` bytes) if it fits T: its length, else 0.
+// Reads the msgpack integer at p if it fits T: its length, else 0 (v untouched). At
+// least 9 bytes must be readable at p, so that the word after the tag loads at once,
+// whatever the width: no bounds check at all (Reader::next_integers' loop).
 template <plain_integer T>
-std::size_t decode_integer(const char* p, std::size_t left, T& v) noexcept {
-  if (left == 0) return 0;
+[[gnu::always_inline]] inline std::size_t decode_whole_integer(const char* p, T& v) noexcept {
   const auto c = static_cast<unsigned char>(p[0]);
   if (c <= 0x7f || c >= 0xe0) {  // positive and negative fixint
     const auto x = c <= 0x7f ? std::int64_t{c} : std::int64_t{static_cast<std::int8_t>(c)};
@@ -199,15 +200,7 @@ std::size_t decode_integer(const char* p, std::size_t left, T& v) noexcept {
   const unsigned k = c - 0xccu;
   if (k > 7) return 0;
   const unsigned width = 1u << (k & 3);
-  if (left - 1 < width) return 0;
-  std::uint64_t top;  // the value's bytes at the top of a big-endian word
-  if (left - 1 >= 8) {
-    top = load_be<std::uint64_t>(p + 1);
-  } else {
-    top = 0;
-    for (unsigned i = 0; i < width; ++i) top = top << 8 | static_cast<unsigned char>(p[1 + i]);
-    top <<= 64 - 8 * width;  // width < 8 here
-  }
+  const std::uint64_t top = load_be<std::uint64_t>(p + 1);  // the value's bytes on top
   const unsigned shift = 64 - 8 * width;
   if (k < 4) {
     const std::uint64_t u = top >> shift;
@@ -219,6 +212,22 @@ std::size_t decode_integer(const char* p, std::size_t left, T& v) noexcept {
     v = static_cast<T>(s);
   }
   return 1 + width;
+}
+
+// Reads the msgpack integer at p (of `left` bytes) if it fits T: its length, else 0.
+template <plain_integer T>
+std::size_t decode_integer(const char* p, std::size_t left, T& v) noexcept {
+  if (left >= 9) return decode_whole_integer(p, v);
+  if (left == 0) return 0;  // and p may be null: no memcpy from it
+  // Near the end of the buffer: the same decoder over a zero-padded copy, and the
+  // integer must lie within the bytes there are.
+  char padded[9] = {};
+  std::memcpy(padded, p, left);
+  T x{};
+  const std::size_t n = decode_whole_integer(padded, x);
+  if (n == 0 || n > left) return 0;
+  v = x;
+  return n;
 }
 
 // Decodes a stream of msgpack objects from one buffer, one object at a time, with
@@ -285,39 +294,13 @@ class Reader {
     const std::size_t size = size_;
     std::size_t at = offset_;
     std::size_t i = 0;
-    // While 9 bytes follow the array header every integer is whole, and its 8 bytes
-    // after the integer's own header load at once: no bounds checks but the loop's own.
+    // While 9 bytes follow the array header every integer is whole: no bounds checks
+    // but the loop's own.
     for (; i < n && size - at >= kHead + 9; ++i) {
       if (kTuples && static_cast<unsigned char>(data[at]) != 0x91) break;
-      const std::size_t p = at + kHead;
-      const auto c = static_cast<unsigned char>(data[p]);
-      if (c <= 0x7f) {  // positive fixint: fits every T
-        out[i] = static_cast<T>(c);
-        at = p + 1;
-        continue;
-      }
-      const unsigned k = c - 0xccu;  // as in decode_integer
-      if (k > 7) {
-        if (c < 0xe0) break;                           // not an integer
-        const std::int64_t v = std::int64_t{c} - 256;  // a negative fixint
-        if (!std::in_range<T>(v)) break;
-        out[i] = static_cast<T>(v);
-        at = p + 1;
-        continue;
-      }
-      const unsigned width = 1u << (k & 3);
-      const std::uint64_t top = load_be<std::uint64_t>(data + p + 1);
-      const unsigned shift = 64 - 8 * width;
-      if (k < 4) {
-        const std::uint64_t u = top >> shift;
-        if (!std::in_range<T>(u)) break;
-        out[i] = static_cast<T>(u);
-      } else {
-        const std::int64_t v = static_cast<std::int64_t>(top) >> shift;
-        if (!std::in_range<T>(v)) break;
-        out[i] = static_cast<T>(v);
-      }
-      at = p + 1 + width;
+      const std::size_t len = decode_whole_integer(data + at + kHead, out[i]);
+      if (len == 0) break;
+      at += kHead + len;
     }
     offset_ = at;
     // The last few bytes, one by one with every check.

@@ -56,7 +56,8 @@ class ChunkWriter {
       Packer(c.args).pack(args);
     }
     ++next_;
-    if (++c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
+    ++c.count;
+    close_if_full(c);
   }
   // Adds the argument tuples (p[0]), (p[1]), ... of up to n tasks in one loop, and stops
   // where the open chunk is full (map's fast path for f(int) over contiguous integers):
@@ -79,7 +80,7 @@ class ChunkWriter {
     c.args.commit(static_cast<std::size_t>(out - begin));
     c.count += static_cast<std::uint32_t>(k);
     next_ += k;
-    if (c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
+    close_if_full(c);
     return k;
   }
   // Index of the next task.
@@ -112,6 +113,9 @@ class ChunkWriter {
       open_ = true;
     }
     return chunks_.back();
+  }
+  void close_if_full(const EncodedChunk& c) noexcept {
+    if (c.count >= chunksize_ || (cap_ != 0 && c.args.size() >= cap_)) close();
   }
   void close() noexcept {
     arena_.trim(chunks_.back().args);
