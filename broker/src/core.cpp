@@ -351,10 +351,10 @@ bool BrokerCore::bundle_admits(const Executor& e, const Bundle& b, const Chunk& 
   return cost != nullptr && knows(e, ch.spec.fn) && b.work + *cost * ch.spec.count <= kBundleWork;
 }
 
-// A batch of single calls goes out in pieces of about kBundleWork of measured work, one
-// call at a time while the cost is unknown: as if each were its own chunk, so that
-// expensive calls still spread over the executors. True if its first piece is at the
-// head now.
+// A batch of single tasks (calls, or one job's tasks of chunksize 1) goes out in pieces
+// of about kBundleWork of measured work, one task at a time while the cost is unknown:
+// as if each were its own chunk, so that expensive tasks still spread over the
+// executors. True if its first piece is at the head now.
 bool BrokerCore::coalesced_piece(ChunkIt it, const Clock::duration* cost) {
   const proto::ChunkSpec& s = it->second.spec;
   if (!s.coalesced || s.count <= 1) return false;
@@ -503,7 +503,7 @@ void BrokerCore::on_exited(const std::string& agent_peer, const proto::Exited& e
 // worker process died), when that TASK held one chunk. With several chunks on board the
 // culprit is unknown (an executor reports a TASK only when all of it is done), so that
 // death counts against none of them; nor does it when the one chunk is a batch of single
-// calls (ChunkSpec::coalesced), whose tasks belong to as many callers. Either way the
+// tasks (ChunkSpec::coalesced), each as much its own as a chunk of one. Either way the
 // chunks that had started are split into single tasks that travel alone: a poisonous
 // input cannot take its neighbours down again, and its next death names it. A prefetched TASK had
 // not started: it goes back untouched.
@@ -519,7 +519,7 @@ void BrokerCore::drop_executor(const std::string& id, bool its_fault, const std:
   for (std::uint64_t cid : ex.chunks) {
     const bool ran = std::find(running.begin(), running.end(), cid) != running.end();
     auto c = chunks_.find(cid);
-    // A batch of single calls has no culprit either: each is its own caller's task.
+    // A batch of single tasks has no culprit either: each is a chunk of its own.
     const bool known_culprit = running.size() == 1 && c != chunks_.end() &&
                                (!c->second.spec.coalesced || c->second.spec.count <= 1);
     requeue(cid, crashed && ran && known_culprit, crashed && ran, its_fault,

@@ -24,6 +24,9 @@ constexpr std::size_t kDrainBatch = 256;
 // hands such a chunk out in pieces sized to the measured cost, so expensive calls still
 // spread over the executors. The batch's job hands each outcome to its caller's job.
 constexpr std::size_t kMaxCoalesced = 64;
+// The single tasks of one job (chunksize 1) batch likewise while their arguments are
+// small: this many bytes for a batch of kMaxCoalesced.
+constexpr std::size_t kMaxBatchedArgs = 64 * 1024;
 // Batch job ids have the top bit set; the pool's own job ids count up from 0 and stay
 // below it (at a billion jobs a second, for 292 years).
 constexpr std::uint64_t kBatchIds = std::uint64_t{1} << 63;
@@ -260,12 +263,50 @@ void Session::take_submit(Op& op, SubmitBuilder& submits) {
   JobRec& rec = it->second;
   if (fresh) rec.job = op.job;
   rec.last = rec.last || op.last;
-  for (EncodedChunk& c : op.chunks) {
-    rec.outstanding += c.count;
-    const proto::ChunkSpec spec{op.job_id, c.first, c.count, op.fn, op.timeout_ms, max_retries_};
-    add_chunk(submits, spec, std::move(c.args));
+  for (std::size_t i = 0; i < op.chunks.size();) {
+    const std::size_t end = single_task_run(op, i);
+    if (end - i > 1) {
+      take_task_batch(op, i, end, submits);
+      rec.outstanding += end - i;
+    } else {
+      EncodedChunk& c = op.chunks[i];
+      rec.outstanding += c.count;
+      const proto::ChunkSpec spec{op.job_id, c.first, c.count, op.fn, op.timeout_ms, max_retries_};
+      add_chunk(submits, spec, std::move(c.args));
+    }
+    i = end;
   }
   if (rec.last && rec.outstanding == 0) jobs_.erase(it);
+}
+
+// The end of the run of chunks from op.chunks[i] on that may travel as one batch: chunks
+// of one small task each (imap's and map's chunksize 1), for consecutive tasks, with no
+// time limit. Returns i + 1 when there is no such run.
+std::size_t Session::single_task_run(const Op& op, std::size_t i) const {
+  auto small_single = [&](const EncodedChunk& c) {
+    return c.count == 1 && c.args.size() <= kMaxBatchedArgs / kMaxCoalesced;
+  };
+  if (!coalesce_ || op.timeout_ms != 0 || !small_single(op.chunks[i])) return i + 1;
+  std::size_t end = i + 1;
+  while (end < op.chunks.size() && end - i < kMaxCoalesced && small_single(op.chunks[end]) &&
+         op.chunks[end].first == op.chunks[end - 1].first + 1)
+    ++end;
+  return end;
+}
+
+// op.chunks[i, end), single consecutive tasks of op's job, as one chunk marked
+// `coalesced`: the broker hands it out by measured cost as it does a batch of calls, so
+// a task still travels on its own when it is expensive (or its cost unknown).
+void Session::take_task_batch(Op& op, std::size_t i, std::size_t end, SubmitBuilder& submits) {
+  std::size_t bytes = 0;
+  for (std::size_t k = i; k < end; ++k) bytes += op.chunks[k].args.size();
+  Buffer args(bytes);
+  for (std::size_t k = i; k < end; ++k)
+    args.write(op.chunks[k].args.data(), op.chunks[k].args.size());
+  const proto::ChunkSpec spec{
+      op.job_id, op.chunks[i].first, static_cast<std::uint32_t>(end - i), op.fn, 0, max_retries_,
+      true};
+  add_chunk(submits, spec, std::move(args));
 }
 
 void Session::take_fail_all(const WireError& e, std::vector<proto::Message>& out) {

@@ -113,7 +113,6 @@ class Session final : public broker::LocalClient {
     bool last = false;
   };
 
-  // A whole job of one task without a time limit: it may travel in a coalesced batch.
   // A chunk sent to the broker and not yet answered in full: kept for resubmission
   // (keep_sent), or for the shared memory that holds its arguments (a local pool).
   struct SentChunk {
@@ -123,11 +122,14 @@ class Session final : public broker::LocalClient {
     shm::ArgSegments::Lease segment;  // its arguments in shared memory, if there
   };
 
+  // A whole job of one task without a time limit: it may travel in a coalesced batch.
   static bool single(const Op& op);
   bool push(Op&& op);
   void settle(std::uint64_t done);
   std::size_t take_batch(std::size_t o, SubmitBuilder& submits);
   void take_submit(Op& op, SubmitBuilder& submits);
+  std::size_t single_task_run(const Op& op, std::size_t i) const;
+  void take_task_batch(Op& op, std::size_t i, std::size_t end, SubmitBuilder& submits);
   void take_fail_all(const WireError& e, std::vector<proto::Message>& out);
   std::uint64_t drop_job(std::uint64_t job_id);
   void add_chunk(SubmitBuilder& submits, const proto::ChunkSpec& spec, Buffer&& args);

@@ -2,6 +2,7 @@
 // streaming, errors at their position, empty inputs, and lazy reading of endless inputs.
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mqpool/mqpool.hpp>
 #include <ranges>
 #include <sstream>
@@ -84,6 +85,19 @@ TEST(Imap, NextThrowsTimeoutErrorPromptlyWhenATaskIsSlow) {
   EXPECT_LT(t, kPrompt);
   bounded(kLong, "terminate", [&] { pool.terminate(); });
   bounded(kLong, "join", [&] { pool.join(); });
+}
+
+// Tasks of chunksize 1 travel in batches (the session batches consecutive single
+// tasks); the broker must still hand slow ones out one at a time, or one process would
+// run them all.
+TEST(Imap, SlowTasksOfChunksizeOneStillSpreadOverTheWorkers) {
+  mqpool::Pool pool(2);
+  auto stream = pool.imap(slow_pid, std::vector<std::int64_t>(6, 200), 1);
+  std::map<std::int64_t, int> tasks_by_pid;
+  for (std::int64_t pid : drain(stream)) ++tasks_by_pid[pid];
+  ASSERT_EQ(tasks_by_pid.size(), 2u) << "one process ran every task";
+  for (const auto& [pid, n] : tasks_by_pid)
+    EXPECT_LE(n, 4) << "process " << pid << " ran " << n << " of 6 slow tasks";
 }
 
 TEST(ImapUnordered, YieldsInCompletionOrder) {

@@ -1,5 +1,6 @@
-// The client session's coalescing of single calls: calls that wait together travel as
-// one `coalesced` chunk, and each outcome of that chunk reaches its own call.
+// The client session's coalescing of single tasks: calls that wait together, and the
+// one-task chunks of one job (chunksize 1), travel as one `coalesced` chunk, and each
+// outcome of that chunk reaches its own call or task.
 #include <gtest/gtest.h>
 #include <poll.h>
 
@@ -141,6 +142,108 @@ TEST(SessionBatch, TerminateFailsEveryCallOfABatch) {
   ASSERT_TRUE(a->state().ready() && b->state().ready());
   EXPECT_THROW(a->state().get(), mqpool::PoolStateError);
   EXPECT_THROW(b->state().get(), mqpool::PoolStateError);
+}
+
+// A job that records which tasks it was given outcomes for, and their values.
+class RecordingJob final : public mqpool::detail::Job {
+ public:
+  std::uint32_t deliver(std::uint64_t first, std::uint32_t count, mqpool::detail::Reader& values,
+                        const mqpool::detail::ErrorList& /*errors*/) override {
+    for (std::uint32_t k = 0; k < count; ++k) {
+      std::int64_t v = 0;
+      EXPECT_TRUE(values.next_integer(v));
+      got.emplace_back(first + k, v);
+    }
+    return count;
+  }
+  void fail(const mqpool::WireError& /*e*/) override {}
+  std::vector<std::pair<std::uint64_t, std::int64_t>> got;
+};
+
+// One-task chunks of job 7 for tasks `first`.. with `arg_bytes` bytes of arguments each
+// (an integer tuple, padded with a string when asked for more).
+std::vector<EncodedChunk> single_chunks(std::uint64_t first, std::size_t n,
+                                        std::size_t arg_bytes = 0) {
+  std::vector<EncodedChunk> chunks(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    chunks[i].first = first + i;
+    chunks[i].count = 1;
+    mqpool::detail::Packer packer(chunks[i].args);
+    if (arg_bytes == 0)
+      packer.pack(std::make_tuple(static_cast<std::int64_t>(first + i)));
+    else
+      packer.pack(
+          std::make_tuple(static_cast<std::int64_t>(first + i), std::string(arg_bytes, 'x')));
+  }
+  return chunks;
+}
+
+TEST(SessionBatch, OneTaskChunksOfAJobTravelInBatchesOfConsecutiveTasks) {
+  Session s(3, true);
+  auto job = std::make_shared<RecordingJob>();
+  auto chunks = single_chunks(0, 150);
+  auto later = single_chunks(200, 2);  // not consecutive with task 149: a new batch
+  for (auto& c : later) chunks.push_back(std::move(c));
+  (void)s.submit(7, job, "f", 0, std::move(chunks), true);
+  std::vector<proto::Message> out;
+  ASSERT_TRUE(s.take(out, true));
+  const auto specs = specs_of(out);
+  ASSERT_EQ(specs.size(), 4u);
+  const std::uint64_t want_seq[] = {0, 64, 128, 200};
+  const std::uint32_t want_count[] = {64, 64, 22, 2};
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(specs[i].job, 7u);
+    EXPECT_TRUE(specs[i].coalesced);
+    EXPECT_EQ(specs[i].seq, want_seq[i]);
+    EXPECT_EQ(specs[i].count, want_count[i]);
+  }
+  // The second batch holds the arguments of tasks 64..127 in order.
+  mqpool::detail::Reader args(out[0].frames.at(1).data(), out[0].frames.at(1).size());
+  for (std::int64_t want = 64; want < 128; ++want) {
+    std::int64_t v = 0;
+    ASSERT_TRUE(args.next_integer_tuple(v));
+    EXPECT_EQ(v, want);
+  }
+  EXPECT_TRUE(args.at_end());
+
+  // A piece of the first batch, as the broker hands it out, reaches tasks 5..7.
+  proto::Message r = proto::make(proto::Cmd::result, std::vector<proto::ResultSpec>{{7, 5, 3}});
+  r.frames.push_back(proto::encode_errors({}));
+  Buffer v;
+  mqpool::detail::Packer packer(v);
+  for (std::int64_t x : {25, 36, 49}) packer.pack(x);
+  r.frames.push_back(proto::to_frame(std::move(v)));
+  s.deliver(r);
+  const std::vector<std::pair<std::uint64_t, std::int64_t>> want = {{5, 25}, {6, 36}, {7, 49}};
+  EXPECT_EQ(job->got, want);
+}
+
+TEST(SessionBatch, NoTaskBatchForLargeArgumentsATimeLimitOrChunksOfSeveralTasks) {
+  auto specs_for = [](bool coalesce, std::vector<EncodedChunk> chunks, std::uint32_t timeout_ms) {
+    Session s(3, coalesce);
+    (void)s.submit(7, std::make_shared<RecordingJob>(), "f", timeout_ms, std::move(chunks), true);
+    std::vector<proto::Message> out;
+    EXPECT_TRUE(s.take(out, true));
+    return specs_of(out);
+  };
+  EXPECT_EQ(specs_for(true, single_chunks(0, 3, 2048), 0).size(), 3u) << "large arguments";
+  EXPECT_EQ(specs_for(true, single_chunks(0, 3), 500).size(), 3u) << "a time limit";
+  EXPECT_EQ(specs_for(false, single_chunks(0, 3), 0).size(), 3u) << "maxtasksperchild";
+  std::vector<EncodedChunk> two(1);
+  two[0].count = 2;
+  mqpool::detail::Packer packer(two[0].args);
+  packer.pack(std::make_tuple(std::int64_t{1}));
+  packer.pack(std::make_tuple(std::int64_t{2}));
+  auto rest = single_chunks(2, 2);
+  for (auto& c : rest) two.push_back(std::move(c));
+  const auto specs = specs_for(true, std::move(two), 0);
+  ASSERT_EQ(specs.size(), 2u) << "the user's chunk of two stays as it is";
+  EXPECT_FALSE(specs[0].coalesced);
+  EXPECT_EQ(specs[0].count, 2u);
+  EXPECT_TRUE(specs[1].coalesced);
+  EXPECT_EQ(specs[1].count, 2u);
+  for (const auto& spec : specs_for(true, single_chunks(0, 3, 2048), 0))
+    EXPECT_FALSE(spec.coalesced);
 }
 
 }  // namespace

@@ -61,9 +61,9 @@ struct ChunkSpec {
   std::string fn;
   std::uint32_t timeout_ms = 0;  // per-chunk time limit; 0 = none
   std::uint32_t max_retries = 0;
-  // Single calls batched by the client session (one task each, any number of jobs):
-  // the broker hands them out in pieces sized to their measured cost, and a crash of
-  // one is charged to none of its neighbours.
+  // Single tasks batched by the client session (calls of any number of jobs, or one
+  // job's tasks of chunksize 1): the broker hands them out in pieces sized to their
+  // measured cost, and a crash of one is charged to none of its neighbours.
   bool coalesced = false;
   MSGPACK_DEFINE(job, seq, count, fn, timeout_ms, max_retries, coalesced)
 };
@@ -181,7 +181,7 @@ bool decode_fast(const zmq::message_t& header, std::vector<std::uint64_t>& out);
 // Decodes the header of `m` as H. Throws SerializationError.
 template <class H>
 H decode(const Message& m) {
-  if constexpr (requires(H& h) { decode_fast(m.header, h); }) {
+  if constexpr (requires(H & h) { decode_fast(m.header, h); }) {
     H h;
     if (decode_fast(m.header, h)) return h;
   }
