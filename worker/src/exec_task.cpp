@@ -267,45 +267,43 @@ class NoSigpipe {
 
 // Writes what it can of `input` without blocking; closes `fd` once all is written, or
 // when the command no longer reads (EPIPE: the rest is dropped).
-void feed(pollfd& p, std::string_view& input) {
-  const ssize_t n = write(p.fd, input.data(), input.size());
+void feed(Fd& fd, std::string_view& input) {
+  const ssize_t n = write(fd.get(), input.data(), input.size());
   if (n > 0) input.remove_prefix(static_cast<std::size_t>(n));
-  if (input.empty() || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-    close(p.fd);
-    p.fd = -1;
-  }
+  if (input.empty() || (n < 0 && errno != EAGAIN && errno != EINTR)) fd.reset();
 }
 
 // Writes `input` to the command's standard input and reads both its outputs until they
 // close, all through one poll, so that neither side ever waits on a full pipe: the
 // command may write before it reads, or read all before it writes. Past `max` bytes an
-// output is still read, and dropped. The three fds are closed here.
-void pump(int in_fd, int out_fd, int err_fd, std::string_view input, std::size_t max, Output& out,
-          Output& err) {
+// output is still read, and dropped. Each end is closed through its Fd, once: the
+// executor's other threads open files too, and a second close() of a number could close
+// what one of them has just been given.
+void pump(Fd& in, Fd& out, Fd& err, std::string_view input, std::size_t max, Output& out_sink,
+          Output& err_sink) {
   const NoSigpipe no_sigpipe;
-  pollfd fds[3] = {{in_fd, POLLOUT, 0}, {out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-  Output* sinks[3] = {nullptr, &out, &err};
+  Fd* ends[3] = {&in, &out, &err};
+  Output* sinks[3] = {nullptr, &out_sink, &err_sink};
   if (input.empty()) {
-    close(in_fd);
-    fds[0].fd = -1;
-  } else if (fcntl(in_fd, F_SETFL, O_NONBLOCK) != 0) {
+    in.reset();
+  } else if (fcntl(in.get(), F_SETFL, O_NONBLOCK) != 0) {
     fail("fcntl");
   }
   char buf[65536];
-  while (fds[0].fd >= 0 || fds[1].fd >= 0 || fds[2].fd >= 0) {
+  while (in.get() >= 0 || out.get() >= 0 || err.get() >= 0) {
+    pollfd fds[3] = {{in.get(), POLLOUT, 0}, {out.get(), POLLIN, 0}, {err.get(), POLLIN, 0}};
     if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       fail("poll");
     }
-    if (fds[0].fd >= 0 && fds[0].revents != 0) feed(fds[0], input);
+    if (fds[0].fd >= 0 && fds[0].revents != 0) feed(in, input);
     for (int i = 1; i < 3; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       const ssize_t n = read(fds[i].fd, buf, sizeof buf);
       if (n > 0) {
         sinks[i]->take(buf, static_cast<std::size_t>(n), max);
       } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
+        ends[i]->reset();
       }
     }
   }
@@ -355,7 +353,7 @@ Finished run(std::vector<std::string> argv, std::string_view input, std::uint64_
   err.write.reset();
   Output o, e;
   try {
-    pump(in.write.get(), out.read.get(), err.read.get(), input, max, o, e);
+    pump(in.write, out.read, err.read, input, max, o, e);
   } catch (...) {
     kill(pid, SIGKILL);
     reap(pid);
