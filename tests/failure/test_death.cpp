@@ -180,6 +180,38 @@ TEST(Death, RetriedChunkIsSplitSoOnePoisonousInputDoesNotTakeItsNeighboursDown) 
   EXPECT_EQ(tries(poison), 3) << "the poisonous task's own dispatches (max_retries = 2)";
 }
 
+// The same with chunksize 1, where the session batches the cheap single tasks into one
+// coalesced chunk: the death inside the batch names no task (any of the sixteen could be
+// it), the batch is split into singles that travel alone, and the poisonous task then
+// dies its own three counted times (max_retries = 2) while its neighbours succeed.
+TEST(Death, ABatchOfSingleTasksWithAPoisonousOneIsSplitAndOnlyThatOneFails) {
+  TempDir dir;
+  mqpool::Pool pool(2);
+  learn_that_fated_is_cheap(pool);
+
+  std::vector<Fate> in;
+  for (int i = 0; i < 16; ++i) in.push_back(Fate{"", 0, kSigkill, 100 + i});
+  const std::string poison = subdir(dir, "poison");
+  in[3] = Fate{poison, 1000, kSigkill, -1};
+  bounded(kLong, "imap", [&] {
+    auto stream = pool.imap(fated, in, 1);
+    for (int i = 0; i < 16; ++i) {
+      SCOPED_TRACE("position " + std::to_string(i));
+      try {
+        const auto v = stream.next(kLong);
+        if (i == 3)
+          ADD_FAILURE() << "the task that always dies succeeded";
+        else
+          EXPECT_EQ(v, std::optional<std::int64_t>(100 + i));
+      } catch (const mqpool::WorkerLostError& e) {
+        if (i != 3) ADD_FAILURE() << "a neighbour of the poisonous task failed: " << e.what();
+      }
+    }
+  });
+  EXPECT_EQ(tries(poison), 4) << "one death in the batch, which names no task, then its own "
+                                 "three (max_retries = 2)";
+}
+
 TEST(MaxRetries, ZeroFailsADyingTaskAtOnce) {
   TempDir dir;
   mqpool::Pool pool(slow_heartbeats(0));
