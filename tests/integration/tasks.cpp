@@ -61,6 +61,12 @@ std::int64_t sleep_ms(std::int64_t ms) {
   return ms;
 }
 
+std::int64_t logged_size(Logged in) {
+  if (!await_file(in.gate, std::chrono::seconds(60))) return -1;
+  std::ofstream(in.log, std::ios::app) << 'x';
+  return static_cast<std::int64_t>(in.bytes.size());
+}
+
 std::int64_t wait_file(std::string path, std::int64_t value, std::int64_t max_ms) {
   return await_file(path, std::chrono::milliseconds(max_ms)) ? value : -1;
 }
@@ -131,6 +137,7 @@ std::int64_t not_registered(std::int64_t x) { return x; }
 
 // Registered under their own spelling, inside the namespace (MQPOOL_TASK uses #fn).
 MQPOOL_TASK(square);
+MQPOOL_TASK(logged_size);
 MQPOOL_TASK(identity);
 MQPOOL_TASK(jittered);
 MQPOOL_TASK(noop);

@@ -50,6 +50,15 @@ struct Gate {
   MSGPACK_DEFINE(path, value, max_ms)
 };
 
+// One input of "logged_size": bytes to carry, a file that must exist before it runs,
+// and a file to append a byte to once it has.
+struct Logged {
+  std::string gate;
+  std::string log;
+  std::vector<char> bytes;
+  MSGPACK_DEFINE(gate, log, bytes)
+};
+
 // --- plain values -------------------------------------------------------------------
 std::int64_t square(std::int64_t x);                       // "square"
 int add(int a, int b);                                     // "tests.add" (MQPOOL_TASK_AS)
@@ -66,6 +75,9 @@ std::tuple<std::int64_t, std::string> tag(std::int64_t n, std::string s);  // "t
 
 // --- time -----------------------------------------------------------------------------
 std::int64_t sleep_ms(std::int64_t ms);  // "sleep_ms": sleeps, returns ms
+// "logged_size": waits for in.gate (60 s at most), appends one byte to in.log, returns
+// in.bytes.size() (-1 if the gate never opened).
+std::int64_t logged_size(Logged in);
 // "wait_file": returns `value` once `path` exists; gives up (returns -1) after max_ms.
 std::int64_t wait_file(std::string path, std::int64_t value, std::int64_t max_ms);
 std::int64_t gated(Gate g);  // "gated": see Gate

@@ -1,6 +1,8 @@
 // map, map_async, starmap, starmap_async: order, chunksize, callbacks, empty inputs,
 // input ranges, and errors (no fail-fast, lowest index wins).
 #include <atomic>
+#include <filesystem>
+#include <future>
 #include <list>
 #include <mqpool/mqpool.hpp>
 #include <numeric>
@@ -74,6 +76,42 @@ TEST(Map, OnlyLargeResultsCarryExtraCapacity) {
   ASSERT_EQ(large.size(), in.size());
   EXPECT_GE(large.capacity(), large.size());
   for (std::size_t i = 0; i < in.size(); ++i) ASSERT_EQ(large[i], in[i] * in[i]) << i;
+}
+
+// map() reads a sized input no further ahead of the outcomes than its bound of encoded
+// arguments in flight (64 MiB): 200 inputs of 1 MiB are never all encoded at once. The
+// tasks wait at a gate, opened once map has read 60 inputs (the bound allows that) and
+// then stopped;
+// each appends a byte to a log before its outcome is sent, so whenever the range yields
+// an input, "inputs yielded - bytes in the log" bounds the tasks in flight from above.
+TEST(Map, ReadsLargeInputsNoFurtherAheadThanItsBound) {
+  mqpool::Pool pool(2);
+  TempDir dir;
+  const std::string gate = dir.file("gate"), log = dir.file("ran");
+  write_file_atomically(log, "");
+  constexpr std::int64_t kItems = 200;
+  constexpr std::size_t kBytes = 1 << 20;
+  std::atomic<std::int64_t> yielded{0};
+  std::int64_t widest = 0;
+  auto inputs = std::views::iota(std::int64_t{0}, kItems) | std::views::transform([&](auto) {
+                  const auto ran = static_cast<std::int64_t>(std::filesystem::file_size(log));
+                  widest = std::max(widest, yielded++ - ran);
+                  return Logged{gate, log, std::vector<char>(kBytes, 'b')};
+                });
+  auto mapping = std::async(std::launch::async, [&] { return pool.map(logged_size, inputs, 1); });
+  EXPECT_TRUE(eventually([&] { return yielded.load() >= 60; })) << "map read " << yielded.load();
+  // No task can end before the gate opens, so a map that read on would read everything
+  // (in milliseconds); this one must wait at its bound instead.
+  EXPECT_FALSE(eventually([&] { return yielded.load() == kItems; }, 1s))
+      << "map read all its inputs while no task had an outcome";
+  write_file_atomically(gate, "");
+  ASSERT_EQ(mapping.wait_for(kLong), std::future_status::ready) << "map did not return";
+  const auto out = mapping.get();
+  ASSERT_EQ(std::ssize(out), kItems);
+  for (auto v : out) EXPECT_EQ(v, static_cast<std::int64_t>(kBytes));
+  // 64 tasks of a little over 1 MiB each in flight, plus the chunks read before a wait:
+  // one per worker, and the one being filled.
+  EXPECT_LE(widest, 64 + 3) << "map read " << widest << " inputs ahead of the tasks that had run";
 }
 
 TEST(Map, AcceptsAnyInputRange) {

@@ -39,7 +39,7 @@ struct PoolOptions {
   // Local pools: a chunk's arguments or results of at least this many bytes travel
   // through shared memory (a memfd both processes map) instead of being copied through
   // sockets; 0 = never. Cluster pools ignore it: across hosts everything travels inline.
-  std::int64_t shared_memory_threshold = std::int64_t{32} << 20;
+  std::int64_t shared_memory_threshold = std::int64_t{2} << 20;
 };
 
 template <class R>

@@ -101,6 +101,42 @@ void add_star(ChunkWriter& w, const X& x) {
 // what larger chunks cost map_tiny).
 inline constexpr std::size_t kAutoChunkBytes = 40 << 10;
 
+// map() encodes ahead of the outcomes by at most this many argument bytes, or four
+// chunks per worker when those are larger: enough to keep every worker fed, little
+// enough that large inputs are not copied whole, and that their buffers are reused.
+inline constexpr std::size_t kMapBytesInFlight = 64 << 20;
+
+// Counts what a map has submitted, and holds its encoding back (wait) while more than
+// the bound above has no outcome yet. The bound is in bytes, the outcomes in tasks: the
+// bytes of the tasks in flight are estimated from the mean size of the tasks sent.
+class MapPacer {
+ public:
+  explicit MapPacer(int workers) : workers_(static_cast<std::size_t>(std::max(workers, 1))) {}
+  void sent(const std::vector<EncodedChunk>& chunks) {
+    for (const auto& c : chunks) {
+      bytes_ += c.args.size();
+      tasks_ += c.count;
+      ++chunks_;
+    }
+  }
+  template <class Job>
+  void wait(const Job& job) const {
+    if (tasks_ == 0) return;
+    const std::size_t limit = std::max(kMapBytesInFlight, 4 * workers_ * bytes_ / chunks_);
+    for (std::size_t done = job.answered(); in_flight_bytes(done) > limit; done = job.answered())
+      job.wait_answered_above(done);
+  }
+
+ private:
+  std::size_t in_flight_bytes(std::size_t answered) const {
+    const std::size_t tasks = tasks_ - std::min(tasks_, answered);
+    return static_cast<std::size_t>(static_cast<double>(tasks) * static_cast<double>(bytes_) /
+                                    static_cast<double>(tasks_));
+  }
+  std::size_t workers_;
+  std::size_t bytes_ = 0, tasks_ = 0, chunks_ = 0;
+};
+
 }  // namespace detail
 
 // A pool of worker processes. Submitting calls are thread-safe; close(), terminate()
@@ -175,7 +211,7 @@ class Pool {
   template <class F, std::ranges::input_range In>
   detail::MapResult<detail::result_of_t<F>> map(const F& f, In&& inputs, int chunksize = 0) {
     auto state = submit_map<false>(f, std::forward<In>(inputs),
-                                   MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
+                                   MapOptions<detail::result_of_t<F>>{chunksize, {}, {}}, true);
     state->wait();
     return state->take();
   }
@@ -186,13 +222,13 @@ class Pool {
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> map_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
     return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(
-        submit_map<false>(f, std::forward<In>(inputs), std::move(opts)));
+        submit_map<false>(f, std::forward<In>(inputs), std::move(opts), false));
   }
   // As map, each input a std::tuple of arguments. Blocks; thread-safe.
   template <class F, std::ranges::input_range In>
   detail::MapResult<detail::result_of_t<F>> starmap(const F& f, In&& inputs, int chunksize = 0) {
     auto state = submit_map<true>(f, std::forward<In>(inputs),
-                                  MapOptions<detail::result_of_t<F>>{chunksize, {}, {}});
+                                  MapOptions<detail::result_of_t<F>>{chunksize, {}, {}}, true);
     state->wait();
     return state->take();
   }
@@ -201,7 +237,7 @@ class Pool {
   AsyncResult<detail::MapResult<detail::result_of_t<F>>> starmap_async(
       const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts = {}) {
     return AsyncResult<detail::MapResult<detail::result_of_t<F>>>(
-        submit_map<true>(f, std::forward<In>(inputs), std::move(opts)));
+        submit_map<true>(f, std::forward<In>(inputs), std::move(opts), false));
   }
 
   // A ResultStream of the results in input order as they become ready; reads `inputs`
@@ -245,9 +281,12 @@ class Pool {
     return AsyncResult<R>(std::move(state));
   }
 
+  // `pace` (map and starmap, which block anyway): for a sized input, encoding waits while
+  // the arguments submitted without outcomes exceed detail::map_bytes_in_flight, so that
+  // a map over large inputs holds a bounded encoded copy of them and reuses its buffers.
   template <bool Star, class F, class In>
   std::shared_ptr<detail::ResultState<detail::MapResult<detail::result_of_t<F>>>> submit_map(
-      const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts) {
+      const F& f, In&& inputs, MapOptions<detail::result_of_t<F>> opts, bool pace) {
     using R = detail::result_of_t<F>;
     using Args = typename detail::TaskRef<F>::Args;
     detail::check_chunksize(opts.chunksize);
@@ -276,9 +315,13 @@ class Pool {
       const int workers = detail::workers(*core_);
       const std::uint32_t cs = detail::chunksize_for(job->chunksize(), n, workers);
       detail::ChunkWriter w(cs, cap);
+      detail::MapPacer pacer(workers);
       auto send_closed = [&] {
-        if (w.closed() >= static_cast<std::size_t>(workers))
-          detail::submit(*core_, id, job, name, w.take_closed(), false);
+        if (w.closed() < static_cast<std::size_t>(workers)) return;
+        auto chunks = w.take_closed();
+        if (pace) pacer.sent(chunks);
+        detail::submit(*core_, id, job, name, std::move(chunks), false);
+        if (pace) pacer.wait(*job);
       };
       try {
         if constexpr (detail::integers_as_they_are<Star, Args, In>()) {

@@ -1,6 +1,7 @@
 // Jobs: where the outcomes of apply_async, map_async and imap go on the client.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -189,8 +190,16 @@ class MapJob final : public Job {
           ++fresh;
           record_error(i, e);
         });
+    if (fresh > 0) publish_answered();
     if (remaining_ == 0 && fresh > 0) finish();
     return fresh;
+  }
+  // Tasks that have their outcome. Any thread.
+  std::size_t answered() const noexcept { return answered_.load(std::memory_order_acquire); }
+  // Blocks until more than `seen` tasks have their outcome (map's pacing). Any thread
+  // but the delivery thread, which is the one that moves it on.
+  void wait_answered_above(std::size_t seen) const noexcept {
+    for (std::size_t a = answered(); a <= seen && a < n_; a = answered()) answered_.wait(a);
   }
   // A map over no input: complete at once, with the callback.
   void finish_empty() { finish(); }
@@ -199,6 +208,7 @@ class MapJob final : public Job {
     if (finished_) return;
     for (std::size_t i = 0; i < n_; ++i)
       if (take(i)) record_error(i, e);
+    publish_answered();
     if (!finished_) finish();
   }
 
@@ -230,6 +240,11 @@ class MapJob final : public Job {
     for_bits(first, count, [](std::uint64_t& w, std::uint64_t m) { w |= m; });
     remaining_ -= count;
   }
+  // Wakes a map() that waits for outcomes before it encodes more (wait_answered_above).
+  void publish_answered() noexcept {
+    answered_.store(n_ - remaining_, std::memory_order_release);
+    answered_.notify_all();  // no system call while nobody waits
+  }
   // map raises the error of the lowest-index failed task.
   void record_error(std::uint64_t i, const WireError& e) {
     if (!error_ || i < error_index_) {
@@ -258,6 +273,7 @@ class MapJob final : public Job {
   std::vector<std::uint64_t> got_;  // one bit per task: has its outcome
   std::size_t remaining_;
   std::size_t n_;
+  std::atomic<std::size_t> answered_{0};  // n_ - remaining_, published for the submitter
   std::exception_ptr error_;
   std::uint64_t error_index_ = 0;
   bool finished_ = false;
