@@ -312,7 +312,7 @@ bool BrokerCore::fill(Executor& e, Client& c, TimePoint now) {
     const Clock::duration* cost = known_cost(ch.spec.fn);
     if (!b.specs.empty() && !bundle_admits(e, b, ch, cost)) break;
     if (alone && e.inflight > 0) return false;  // ready_ gave the least-loaded executor first
-    if (coalesced_piece(it, cost) || (b.specs.empty() && !alone && halve_tail(it, cost)))
+    if (coalesced_piece(e, it, cost) || (b.specs.empty() && !alone && halve_tail(it, cost)))
       continue;  // its first piece is at the head now
     assign(e, b, it, cost);
     if (alone) {
@@ -354,12 +354,13 @@ bool BrokerCore::bundle_admits(const Executor& e, const Bundle& b, const Chunk& 
 // A batch of single tasks (calls, or one job's tasks of chunksize 1) goes out in pieces
 // of about kBundleWork of measured work, one task at a time while the cost is unknown:
 // as if each were its own chunk, so that expensive tasks still spread over the
-// executors. True if its first piece is at the head now.
-bool BrokerCore::coalesced_piece(ChunkIt it, const Clock::duration* cost) {
+// executors. An executor that counts chunks for maxtasksperchild (max_bundle) gets one
+// task a piece, so that each task counts. True if its first piece is at the head now.
+bool BrokerCore::coalesced_piece(const Executor& e, ChunkIt it, const Clock::duration* cost) {
   const proto::ChunkSpec& s = it->second.spec;
   if (!s.coalesced || s.count <= 1) return false;
   std::uint32_t piece = 1;
-  if (cost != nullptr)
+  if (cost != nullptr && e.max_bundle == 0)
     piece = static_cast<std::uint32_t>(
         std::clamp<std::int64_t>(kBundleWork / std::max(*cost, Clock::duration(1)), 1, s.count));
   return piece < s.count && split_head(it, {piece, s.count - piece});

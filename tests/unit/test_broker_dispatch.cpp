@@ -434,6 +434,22 @@ TEST(BrokerDispatch, ABatchOfCallsOfUnknownCostGoesOutOneCallAtATime) {
   EXPECT_EQ(h.core.queued(), 1u) << "the other three wait as one batch";
 }
 
+// An executor that counts chunks for maxtasksperchild (max_bundle, a cluster worker's
+// own flag) must see each task of a batch as one chunk, however cheap the tasks are.
+TEST(BrokerDispatch, ABatchGoesOneTaskAtATimeToAnExecutorThatCountsChunks) {
+  Harness h;
+  h.teach_cheap();
+  h.ready(1, 100, /*credit=*/1, /*max_bundle=*/1);
+  h.submit("c1", {batch(10, 3)}, {int_args(10, 3)});
+  for (int want = 10; want < 13; ++want) {
+    auto tasks = only(h.take(), Cmd::task);
+    ASSERT_EQ(tasks.size(), 1u) << "task " << want;
+    EXPECT_EQ(ints_of(tasks[0]), std::vector<int>{want});
+    h.answer(tasks[0]);
+  }
+  EXPECT_EQ(h.core.queued(), 0u);
+}
+
 TEST(BrokerDispatch, ABatchOfExpensiveCallsSpreadsAndACheapOneGoesWhole) {
   Harness h;
   h.teach(milliseconds(10));  // a call takes 10 ms: more than a bundle's worth

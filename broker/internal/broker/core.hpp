@@ -172,7 +172,7 @@ class BrokerCore {
   const Clock::duration* known_cost(const std::string& fn) const;
   bool bundle_admits(const Executor& e, const Bundle& b, const Chunk& ch,
                      const Clock::duration* cost) const;
-  bool coalesced_piece(ChunkIt it, const Clock::duration* cost);
+  bool coalesced_piece(const Executor& e, ChunkIt it, const Clock::duration* cost);
   bool halve_tail(ChunkIt it, const Clock::duration* cost);
   void assign(Executor& e, Bundle& b, ChunkIt it, const Clock::duration* cost);
   void run_alone(Executor& e, ChunkIt it, TimePoint now);
