@@ -171,14 +171,10 @@ PoolCore::~PoolCore() {
   }
 }
 
-// Executors that count chunks for maxtasksperchild must see each task as one: no
-// batches in a local pool with it. A cluster session keeps what it sent until answered
-// (a broker may restart), and always batches: its pool's maxtasksperchild is ignored, and
-// the broker hands a batch one task at a time to a worker that counts chunks.
+// A cluster session keeps what it sent until answered: a broker may restart.
 std::unique_ptr<Session> PoolCore::new_session(bool cluster) const {
   return std::make_unique<Session>(
-      static_cast<std::uint32_t>(options_.max_retries), cluster || options_.maxtasksperchild == 0,
-      cluster,
+      static_cast<std::uint32_t>(options_.max_retries), cluster,
       SharedMemoryLimits{cluster ? 0 : options_.shared_memory_threshold, options_.max_message});
 }
 

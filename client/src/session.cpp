@@ -113,10 +113,8 @@ std::exception_ptr to_exception(const WireError& e) {
   }
 }
 
-Session::Session(std::uint32_t max_retries, bool coalesce, bool keep_sent,
-                 SharedMemoryLimits shared)
+Session::Session(std::uint32_t max_retries, bool keep_sent, SharedMemoryLimits shared)
     : max_retries_(max_retries),
-      coalesce_(coalesce),
       next_batch_(g_test_hooks.first_batch),
       keep_sent_(keep_sent),
       shared_(shared) {
@@ -216,7 +214,7 @@ bool Session::take(std::vector<proto::Message>& out, bool loop_thread) {
       take_fail_all(*op.error, out);
     } else if (op.kind == Op::abandon) {
       settle(drop_job(op.job_id));
-    } else if (coalesce_ && single(op)) {
+    } else if (single(op)) {
       o += take_batch(o, submits) - 1;  // the loop's ++o moves past the batch
     } else {
       take_submit(op, submits);
@@ -286,7 +284,7 @@ std::size_t Session::single_task_run(const Op& op, std::size_t i) const {
   auto small_single = [&](const EncodedChunk& c) {
     return c.count == 1 && c.args.size() <= kMaxBatchedArgs / kMaxCoalesced;
   };
-  if (!coalesce_ || op.timeout_ms != 0 || !small_single(op.chunks[i])) return i + 1;
+  if (op.timeout_ms != 0 || !small_single(op.chunks[i])) return i + 1;
   std::size_t end = i + 1;
   while (end < op.chunks.size() && end - i < kMaxCoalesced && small_single(op.chunks[end]) &&
          op.chunks[end].first == op.chunks[end - 1].first + 1)

@@ -44,12 +44,11 @@ struct SharedMemoryLimits {
 
 class Session final : public broker::LocalClient {
  public:
-  // `coalesce`: single-task jobs that wait together may travel as one chunk (not when
-  // executors count chunks for maxtasksperchild: each call must count). `keep_sent`:
-  // every chunk sent is kept until all its outcomes are in, so that it can be sent
-  // again to a broker that lost it (a cluster pool; a local broker cannot lose work).
-  Session(std::uint32_t max_retries, bool coalesce, bool keep_sent = false,
-          SharedMemoryLimits shared = {});
+  // Single tasks travel in batches (take). `keep_sent`: every chunk sent is kept until
+  // all its outcomes are in, so that it can be sent again to a broker that lost it (a
+  // cluster pool; a local broker cannot lose work).
+  explicit Session(std::uint32_t max_retries, bool keep_sent = false,
+                   SharedMemoryLimits shared = {});
   ~Session() override;
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -139,7 +138,6 @@ class Session final : public broker::LocalClient {
 
   int wake_fd_ = -1;
   std::uint32_t max_retries_;
-  bool coalesce_;
   std::unordered_map<std::uint64_t, JobRec> jobs_;  // the driver only (see above)
   std::atomic<std::size_t> open_jobs_{0};           // jobs_.size(), for any thread
   std::vector<Op> ops_taken_;                       // the driver only (see above)

@@ -43,7 +43,7 @@ std::vector<proto::ChunkSpec> specs_of(std::vector<proto::Message>& out) {
 }
 
 TEST(SessionBatch, CallsThatWaitTogetherTravelAsOneChunkAndEachOutcomeFindsItsCall) {
-  Session s(3, true);
+  Session s(3);
   auto a = call(s, 1, 10);
   auto b = call(s, 2, 20);
   auto c = call(s, 3, 30);
@@ -94,18 +94,11 @@ TEST(SessionBatch, CallsThatWaitTogetherTravelAsOneChunkAndEachOutcomeFindsItsCa
   EXPECT_THROW(b->state().get(), mqpool::TaskError) << "the first outcome stands";
 }
 
-TEST(SessionBatch, NoBatchWhenCoalescingIsOffOrACallHasATimeLimit) {
+// (maxtasksperchild does not stop batches: the broker hands an executor that counts
+// chunks one task a piece, test_broker_dispatch.cpp.)
+TEST(SessionBatch, NoBatchWhenACallHasATimeLimit) {
   {
-    Session s(3, false);  // executors that count chunks (maxtasksperchild)
-    for (std::uint64_t j = 1; j <= 3; ++j) (void)call(s, j, 1);
-    std::vector<proto::Message> out;
-    ASSERT_TRUE(s.take(out, true));
-    const auto specs = specs_of(out);
-    ASSERT_EQ(specs.size(), 3u);
-    for (const auto& spec : specs) EXPECT_FALSE(spec.coalesced);
-  }
-  {
-    Session s(3, true);
+    Session s(3);
     (void)call(s, 1, 1);
     (void)call(s, 2, 2);
     (void)call(s, 3, 3, /*timeout_ms=*/500);  // timed alone, and it splits the run
@@ -123,7 +116,7 @@ TEST(SessionBatch, NoBatchWhenCoalescingIsOffOrACallHasATimeLimit) {
 }
 
 TEST(SessionBatch, TerminateFailsEveryCallOfABatch) {
-  Session s(3, true);
+  Session s(3);
   auto a = call(s, 1, 1);
   auto b = call(s, 2, 2);
   std::vector<proto::Message> out;
@@ -179,7 +172,7 @@ std::vector<EncodedChunk> single_chunks(std::uint64_t first, std::size_t n,
 }
 
 TEST(SessionBatch, OneTaskChunksOfAJobTravelInBatchesOfConsecutiveTasks) {
-  Session s(3, true);
+  Session s(3);
   auto job = std::make_shared<RecordingJob>();
   auto chunks = single_chunks(0, 150);
   auto later = single_chunks(200, 2);  // not consecutive with task 149: a new batch
@@ -219,16 +212,15 @@ TEST(SessionBatch, OneTaskChunksOfAJobTravelInBatchesOfConsecutiveTasks) {
 }
 
 TEST(SessionBatch, NoTaskBatchForLargeArgumentsATimeLimitOrChunksOfSeveralTasks) {
-  auto specs_for = [](bool coalesce, std::vector<EncodedChunk> chunks, std::uint32_t timeout_ms) {
-    Session s(3, coalesce);
+  auto specs_for = [](std::vector<EncodedChunk> chunks, std::uint32_t timeout_ms) {
+    Session s(3);
     (void)s.submit(7, std::make_shared<RecordingJob>(), "f", timeout_ms, std::move(chunks), true);
     std::vector<proto::Message> out;
     EXPECT_TRUE(s.take(out, true));
     return specs_of(out);
   };
-  EXPECT_EQ(specs_for(true, single_chunks(0, 3, 2048), 0).size(), 3u) << "large arguments";
-  EXPECT_EQ(specs_for(true, single_chunks(0, 3), 500).size(), 3u) << "a time limit";
-  EXPECT_EQ(specs_for(false, single_chunks(0, 3), 0).size(), 3u) << "maxtasksperchild";
+  EXPECT_EQ(specs_for(single_chunks(0, 3, 2048), 0).size(), 3u) << "large arguments";
+  EXPECT_EQ(specs_for(single_chunks(0, 3), 500).size(), 3u) << "a time limit";
   std::vector<EncodedChunk> two(1);
   two[0].count = 2;
   mqpool::detail::Packer packer(two[0].args);
@@ -236,14 +228,13 @@ TEST(SessionBatch, NoTaskBatchForLargeArgumentsATimeLimitOrChunksOfSeveralTasks)
   packer.pack(std::make_tuple(std::int64_t{2}));
   auto rest = single_chunks(2, 2);
   for (auto& c : rest) two.push_back(std::move(c));
-  const auto specs = specs_for(true, std::move(two), 0);
+  const auto specs = specs_for(std::move(two), 0);
   ASSERT_EQ(specs.size(), 2u) << "the user's chunk of two stays as it is";
   EXPECT_FALSE(specs[0].coalesced);
   EXPECT_EQ(specs[0].count, 2u);
   EXPECT_TRUE(specs[1].coalesced);
   EXPECT_EQ(specs[1].count, 2u);
-  for (const auto& spec : specs_for(true, single_chunks(0, 3, 2048), 0))
-    EXPECT_FALSE(spec.coalesced);
+  for (const auto& spec : specs_for(single_chunks(0, 3, 2048), 0)) EXPECT_FALSE(spec.coalesced);
 }
 
 }  // namespace

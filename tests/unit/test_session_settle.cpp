@@ -93,7 +93,7 @@ bool idle_within(Session& s, std::chrono::milliseconds limit) {
 }
 
 TEST(SessionSettle, AJobWhoseDeliverThrowsFailsWithSerializationErrorAndSettles) {
-  Session s(0, true);
+  Session s(0);
   auto job = std::make_shared<ThrowingJob>();
   queue(s, 7, job, 2);
   take(s);
@@ -110,7 +110,7 @@ TEST(SessionSettle, AJobWhoseDeliverThrowsFailsWithSerializationErrorAndSettles)
 }
 
 TEST(SessionSettle, AResultWithoutItsFramesFailsItsTaskWithSerializationError) {
-  Session s(0, true);
+  Session s(0);
   auto job = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{}, "f");
   queue(s, 3, job, 1);
   take(s);
@@ -122,7 +122,7 @@ TEST(SessionSettle, AResultWithoutItsFramesFailsItsTaskWithSerializationError) {
 }
 
 TEST(SessionSettle, AnAbandonedJobIsForgottenAndItsLateOutcomesIgnored) {
-  Session s(0, true, /*keep_sent=*/true);
+  Session s(0, /*keep_sent=*/true);
   auto job = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{}, "f");
   queue(s, 5, job, 3, /*last=*/false);  // more would have come, but the input threw
   take(s);
@@ -139,7 +139,7 @@ TEST(SessionSettle, AnAbandonedJobIsForgottenAndItsLateOutcomesIgnored) {
 }
 
 TEST(SessionSettle, ABrokenDownSessionFailsSentAndQueuedTasksAndRefusesNewOnes) {
-  Session s(0, true);
+  Session s(0);
   auto sent = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{}, "f");
   auto queued = std::make_shared<ApplyJob<std::int64_t>>(mqpool::Callbacks<std::int64_t>{}, "f");
   queue(s, 1, sent, 1);
