@@ -181,7 +181,7 @@ bool decode_fast(const zmq::message_t& header, std::vector<std::uint64_t>& out);
 // Decodes the header of `m` as H. Throws SerializationError.
 template <class H>
 H decode(const Message& m) {
-  if constexpr (requires(H & h) { decode_fast(m.header, h); }) {
+  if constexpr (requires(H& h) { decode_fast(m.header, h); }) {
     H h;
     if (decode_fast(m.header, h)) return h;
   }
