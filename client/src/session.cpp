@@ -26,7 +26,7 @@ constexpr std::size_t kDrainBatch = 256;
 constexpr std::size_t kMaxCoalesced = 64;
 // The single tasks of one job (chunksize 1) batch likewise while their arguments are
 // small: this many bytes for a batch of kMaxCoalesced.
-constexpr std::size_t kMaxBatchedArgs = 64 * 1024;
+constexpr std::size_t kMaxBatchedArgs = std::size_t{64} << 10;
 // Batch job ids have the top bit set; the pool's own job ids count up from 0 and stay
 // below it (at a billion jobs a second, for 292 years).
 constexpr std::uint64_t kBatchIds = std::uint64_t{1} << 63;
