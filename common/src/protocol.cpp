@@ -195,10 +195,16 @@ bool send(zmq::socket_t& s, Message&& m, bool routed, bool wait) {
 }
 
 namespace {
+// A constant, not a function-local static made on first use: a pool's agent is forked
+// while the program's other threads run, and a child forked while one of them was
+// making such a static waits for ever on its guard (gdb found a second pool's agent and
+// executor stuck in __cxa_guard_acquire here).
+constexpr std::string_view kNotOurs = "not an MQP2 message";
+static_assert(kNotOurs.substr(7, kTag.size()) == kTag);
+
 // Reads every part of one message into `m` (the peer too, malformed or not); false when
 // nothing is waiting. Returns in `why` what is wrong with the envelope, or nothing.
 bool read(zmq::socket_t& s, bool routed, zmq::recv_flags flags, Message& m, std::string_view& why) {
-  static const std::string not_ours = "not an " + std::string(kTag) + " message";
   zmq::message_t first;
   if (!s.recv(first, flags)) return false;
   // Every part is read before any check, so that a malformed message is consumed whole.
@@ -220,7 +226,7 @@ bool read(zmq::socket_t& s, bool routed, zmq::recv_flags flags, Message& m, std:
   }
   if (routed) m.peer = envelope[0].to_string();
   if (n < base + 3 || envelope[base].to_string_view() != kTag) {
-    why = not_ours;
+    why = kNotOurs;
   } else if (envelope[base + 1].size() != 1 || !known(*envelope[base + 1].data<std::uint8_t>())) {
     why = "unknown command";
   } else {
