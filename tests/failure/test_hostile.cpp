@@ -22,6 +22,7 @@
 
 #include "common.hpp"
 #include "common/protocol.hpp"
+#include "tests/sanitizers.hpp"
 
 namespace ftest {
 namespace {
@@ -428,6 +429,12 @@ class LyingBroker {
 };
 
 TEST(Hostile, AClientTakesOnlyTheAnswersMeantForItFromABrokerThatSendsJunk) {
+  // Under ASan, LeakSanitizer finds at exit, in 3 runs of 40, about 460 bytes leaked
+  // indirectly (no direct leak: a cycle of blocks) that libzmq's own I/O thread
+  // allocated, every frame of the stack inside libzmq; the liar's junk makes the client
+  // drop and remake its connection some thirty times in this test. The plain builds run
+  // it; ASan checks our decoding of such junk in the fuzz targets.
+  MQPOOL_SKIP_UNDER_ASAN("libzmq's I/O thread leaks during the liar's reconnections");
   TempDir dir;
   LyingBroker liar(dir);
   mqpool::Pool pool(mqpool::PoolOptions{.connect = liar.endpoint(), .connect_timeout = kLong});
