@@ -282,7 +282,7 @@ class Pool {
   }
 
   // `pace` (map and starmap, which block anyway): for a sized input, encoding waits while
-  // the arguments submitted without outcomes exceed detail::map_bytes_in_flight, so that
+  // the arguments submitted without outcomes exceed detail::kMapBytesInFlight, so that
   // a map over large inputs holds a bounded encoded copy of them and reuses its buffers.
   template <bool Star, class F, class In>
   std::shared_ptr<detail::ResultState<detail::MapResult<detail::result_of_t<F>>>> submit_map(
